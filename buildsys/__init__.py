@@ -1,0 +1,3 @@
+"""buildsys: a meta-build system for embedded Linux."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,143 @@
+"""The build-class contract.
+
+A recipe says *what* (sources, options); a build class says *how*: it turns the
+recipe's resolved values into the steps of its configure, compile and install
+tasks.  Classes register themselves by subclassing BuildClass with a ``name``;
+the engine never grows an if/elif per class.
+
+Every step runs inside the sandbox (see sandbox.py) with this fixed layout, the
+same on every machine and in every build directory -- that is what makes builds
+independent of where the build dir lives:
+
+    /build/src      the unpacked, patched source tree (writable)      ${S}
+    /build/obj      a separate build directory (writable)            ${B}
+    /build/dest     the install destination, DESTDIR (writable)      ${destdir}
+    /build/home     HOME (writable, empty at unpack)
+    /build/files    files the class staged with ctx.stage_file() (read-only)
+    /build/sysroot  the target dependencies' installed files (read-only)
+    /build/native   the native dependencies' installed files (read-only);
+                    /build/native/usr/bin is first on PATH
+
+Environment: PATH, HOME, TZ=UTC, LC_ALL=C, SOURCE_DATE_EPOCH, umask 022, JOBS,
+ARCH (kernel arch name), BUILDSYS_ARCH (x86_64 / aarch64), CROSS_COMPILE, CC,
+CXX, AR, LD, NM, OBJCOPY, STRIP, RANLIB, CFLAGS, CPPFLAGS, LDFLAGS, SYSROOT,
+NATIVE, DESTDIR, S, B, plus the recipe's ``env`` mapping and what the class
+adds.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+SANDBOX_SRC = "/build/src"
+SANDBOX_OBJ = "/build/obj"
+SANDBOX_DEST = "/build/dest"
+SANDBOX_HOME = "/build/home"
+SANDBOX_FILES = "/build/files"
+SANDBOX_SYSROOT = "/build/sysroot"
+SANDBOX_NATIVE = "/build/native"
+
+# Tasks every recipe has, in order.  fetch/unpack/patch and package are the
+# engine's; configure/compile/install are the class's.
+TASKS = ("fetch", "unpack", "patch", "configure", "compile", "install", "package")
+CLASS_TASKS = ("configure", "compile", "install")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A recipe key a class accepts.
+
+    kind: "str", "int", "bool", "list" (of str), "map" (str -> str), "file"
+    (a path relative to the YAML file that sets it; resolved to an absolute
+    path at parse time and hashed by content in signatures), "files" (list of
+    such paths), "any".
+    """
+
+    kind: str
+    default: Any = None
+    doc: str = ""
+
+
+class BuildClass:
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    # Recipes of this class depend on these (target variant only), unless the
+    # recipe sets ``toolchain: false``.
+    implicit_depends: ClassVar[tuple[str, ...]] = ("virtual/toolchain",)
+    # Native variants depend on these (e.g. a native compression library).
+    native_implicit_depends: ClassVar[tuple[str, ...]] = ()
+    # An image class: its ``packages`` and their rdepends (transitively) become
+    # build dependencies, and ctx.packages() hands their installed trees over.
+    installs_packages: ClassVar[bool] = False
+    registry: ClassVar[dict[str, type["BuildClass"]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            BuildClass.registry[cls.name] = cls
+
+    @classmethod
+    def version(cls) -> str:
+        """Hash of the class's source code: editing a class rebuilds its users."""
+        parts = []
+        for klass in cls.__mro__:
+            if klass is object:
+                break
+            try:
+                parts.append(inspect.getsource(klass))
+            except (OSError, TypeError):
+                parts.append(klass.__qualname__)
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+    # --- what a class implements -------------------------------------------
+    def script(self, task: str, ctx: "StepContext") -> str | None:
+        """Shell text for a class task, or None when the task does nothing."""
+        return None
+
+    def run(self, task: str, ctx: "StepContext") -> None:
+        """Run one class task.  Default: the recipe's explicit ``steps`` entry
+        if it has one, else the class's script, in the sandbox."""
+        steps = ctx.recipe.get("steps") or {}
+        text = steps.get(task) if task in steps else self.script(task, ctx)
+        if text:
+            ctx.sh(text)
+
+    def build_depends(self, recipe, board=None) -> list[str]:
+        """Dependencies the class derives from the recipe's parameters and the board."""
+        return []
+
+    def signature_extra(self, recipe, board) -> dict[str, Any]:
+        """Extra inputs of the task signatures (e.g. a toolchain's identity)."""
+        return {}
+
+
+class StepContext:
+    """What a class sees while its task runs (implemented by the executor).
+
+    recipe   the resolved Recipe: recipe.get(key), recipe.name, recipe.version,
+             recipe.variant ("target" | "native"), recipe.path
+    board    the Board (board.name, board.arch, board.get(key))
+    task     the task name
+    jobs     parallel jobs for make (-j)
+    paths    host paths: work, src, obj, dest, home, files, sysroot, native, logs
+    env      the base sandbox environment (dict)
+    """
+
+    def sh(self, script: str, env: dict[str, str] | None = None, cwd: str = SANDBOX_SRC) -> None:
+        raise NotImplementedError
+
+    def run(self, argv: list[str], env: dict[str, str] | None = None, cwd: str = SANDBOX_SRC) -> None:
+        raise NotImplementedError
+
+    def stage_file(self, host_path, name: str | None = None) -> str:
+        """Copy a host file into /build/files and return its sandbox path."""
+        raise NotImplementedError
+
+    def log(self, text: str) -> None:
+        raise NotImplementedError
+
+    def packages(self, names) -> list:
+        """(recipe, host path of its installed tree) for the named recipes."""
+        raise NotImplementedError

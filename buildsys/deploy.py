@@ -1,0 +1,59 @@
+"""Publishing a built target: files to <build>/deploy/<board>/, a manifest, sizes."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import networkx as nx
+
+from .cache import sha256_file
+
+
+def _human(n: int) -> str:
+    return f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def deploy(session, recipe) -> Path | None:
+    """Copy an image recipe's output to the deploy dir and write its manifest."""
+    build_class = session.resolver.build_class(recipe)
+    if not getattr(build_class, "installs_packages", False):
+        return None
+    out = session.paths.deploy / session.board.name
+    out.mkdir(parents=True, exist_ok=True)
+    tree = session.package_dir(recipe.pn)
+    files = {}
+    for dirpath, _, filenames in os.walk(tree):
+        for name in sorted(filenames):
+            src = Path(dirpath, name)
+            rel = src.relative_to(tree)
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+            files[str(rel)] = {"sha256": sha256_file(dst), "size": dst.stat().st_size}
+    for rel, info in files.items():
+        if rel.endswith(".img"):
+            (out / f"{rel}.sha256").write_text(f"{info['sha256']}  {Path(rel).name}\n")
+    recipes = []
+    toolchain = None
+    for pn in sorted(nx.ancestors(session.rgraph, recipe.pn) | {recipe.pn}):
+        meta = session.package_meta(pn)
+        data = session.sigdata[pn]
+        if data.get("extra", {}).get("toolchain"):
+            toolchain = data["extra"]["toolchain"]
+        recipes.append({"name": pn, "version": meta.get("version"), "license": meta.get("license"),
+                        "sources": meta.get("sources"), "signature": session.sigs[pn]})
+    manifest = {"image": recipe.name, "board": session.board.name, "arch": session.board.arch,
+                "version": recipe.version, "signature": session.sigs[recipe.pn], "toolchain": toolchain,
+                "recipes": recipes, "files": files}
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, out / "manifest.json")
+    print(f"deployed {recipe.name} to {out}:", file=sys.stderr)
+    for rel, info in sorted(files.items()):
+        print(f"  {rel:<40} {_human(info['size']):>10}  sha256 {info['sha256'][:16]}", file=sys.stderr)
+    return out

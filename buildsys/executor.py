@@ -1,0 +1,200 @@
+"""Executing the tasks of one build: what each engine task does, and the
+context a build class's steps run in."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import artifact, sandbox
+from .classes.base import (SANDBOX_DEST, SANDBOX_FILES, SANDBOX_HOME, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC,
+                           SANDBOX_SYSROOT, StepContext)
+from .errors import BuildError, UserError
+from .model import Recipe
+
+TAIL_LINES = 20
+WORK_DIRS = ("src", "obj", "dest", "home", "files", "sysroot", "native", "scripts")
+
+
+@dataclass
+class BuildPaths:
+    build: Path
+    dl: Path
+    cache: str
+
+    @property
+    def work(self) -> Path:
+        return self.build / "work"
+
+    @property
+    def packages(self) -> Path:
+        return self.build / "packages"
+
+    @property
+    def deploy(self) -> Path:
+        return self.build / "deploy"
+
+    @property
+    def records(self) -> Path:
+        return self.build / "sigdata"
+
+
+@dataclass
+class RecipePaths:
+    work: Path
+
+    def __getattr__(self, name):
+        if name in WORK_DIRS:
+            return self.work / name
+        if name == "logs":
+            return self.work / "logs"
+        if name == "stamps":
+            return self.work / "stamps"
+        raise AttributeError(name)
+
+
+def sources_of(recipe: Recipe) -> list:
+    """The recipe's sources as fetch.Source objects."""
+    from .fetch import Source
+
+    out = []
+    for entry in recipe.get("sources", []):
+        where = entry.get("_where")
+        common = dict(strip=int(entry.get("strip", 1)), unpack=bool(entry.get("unpack", True)),
+                      dest=entry.get("dest", ""), where=where, filename=entry.get("name"))
+        if "file" in entry:
+            ref = entry["file"]
+            if not ref.path.exists():
+                raise UserError(f"file '{ref.raw}' does not exist", ref.where, hint=f"looked for {ref.path}")
+            common["strip"] = int(entry.get("strip", 0))
+            out.append(Source(url=ref.path.resolve().as_uri(), **common))
+        elif "git" in entry:
+            out.append(Source(url="git+" + entry["git"], rev=entry.get("rev"),
+                              allow_branch=bool(entry.get("allow_branch", False)), **common))
+        else:
+            out.append(Source(url=entry["url"], sha256=entry.get("sha256"), **common))
+    return out
+
+
+class Context(StepContext):
+    """The StepContext a class sees; one per task run."""
+
+    def __init__(self, session, recipe: Recipe, task: str, log_path: Path):
+        self.session = session
+        self.recipe = recipe
+        self.board = session.board
+        self.task = task
+        self.jobs = session.jobs
+        self.paths = session.recipe_paths(recipe)
+        self.log_path = log_path
+        self.env = session.base_env(recipe)
+        self.sde = session.read_sde(recipe)
+        self.env["SOURCE_DATE_EPOCH"] = str(self.sde)
+        self._steps = 0
+
+    def _mounts(self) -> list[sandbox.Mount]:
+        p = self.paths
+        return [
+            sandbox.Mount(str(p.src), SANDBOX_SRC, True),
+            sandbox.Mount(str(p.obj), SANDBOX_OBJ, True),
+            sandbox.Mount(str(p.dest), SANDBOX_DEST, True),
+            sandbox.Mount(str(p.home), SANDBOX_HOME, True),
+            sandbox.Mount(str(p.files), SANDBOX_FILES, False),
+            sandbox.Mount(str(p.sysroot), SANDBOX_SYSROOT, False),
+            sandbox.Mount(str(p.native), SANDBOX_NATIVE, False),
+            sandbox.Mount(str(p.scripts), "/build/scripts", False),
+        ]
+
+    def _run_argv(self, command: list[str], env, cwd, label: str) -> None:
+        full_env = dict(self.env)
+        full_env.update(env or {})
+        argv = sandbox.bwrap_argv(self._mounts(), full_env, cwd, command)
+        replay = self.paths.logs / f"{self.task}.{label}.replay.sh"
+        replay.write_text(sandbox.replay_script(argv))
+        with open(self.log_path, "a") as log:
+            log.write(f"### {label}: {' '.join(command)}\n")
+        status = sandbox.run(argv, self.log_path)
+        if status != 0:
+            raise StepFailed(status, replay)
+
+    def sh(self, script: str, env=None, cwd: str = SANDBOX_SRC) -> None:
+        self._steps += 1
+        label = f"step{self._steps}"
+        path = self.paths.scripts / f"{self.task}.{label}.sh"
+        path.write_text(script if script.endswith("\n") else script + "\n")
+        with open(self.log_path, "a") as log:
+            log.write(f"### script {path.name}:\n{script}\n### output:\n")
+        self._run_argv(["/bin/sh", "-ex", f"/build/scripts/{path.name}"], env, cwd, label)
+
+    def run(self, argv, env=None, cwd: str = SANDBOX_SRC) -> None:
+        self._steps += 1
+        self._run_argv(list(argv), env, cwd, f"step{self._steps}")
+
+    def stage_file(self, host_path, name=None) -> str:
+        name = name or Path(host_path).name
+        target = self.paths.files / name
+        self.paths.files.chmod(0o755)
+        shutil.copyfile(host_path, target)
+        return f"{SANDBOX_FILES}/{name}"
+
+    def log(self, text: str) -> None:
+        with open(self.log_path, "a") as log:
+            log.write(text.rstrip("\n") + "\n")
+
+    def packages(self, names=None) -> list:
+        return self.session.package_trees(self.recipe, names)
+
+
+class StepFailed(Exception):
+    def __init__(self, status: int, replay: Path):
+        super().__init__(status)
+        self.status = status
+        self.replay = replay
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Merge a package tree into a staging dir with hard links (first one wins)."""
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target_dir = dst / rel if rel != "." else dst
+        target_dir.mkdir(parents=True, exist_ok=True)
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            s, d = os.path.join(dirpath, name), target_dir / name
+            if os.path.lexists(d):
+                continue
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), d)
+            else:
+                try:
+                    os.link(s, d)
+                except OSError:
+                    shutil.copy2(s, d)
+
+
+def clean_dir(path: Path) -> None:
+    if path.exists() or path.is_symlink():
+        if path.is_dir() and not path.is_symlink():
+            # Make read-only trees (e.g. Go module caches) removable first.
+            for dirpath, dirnames, _ in os.walk(path):
+                for d in dirnames:
+                    p = os.path.join(dirpath, d)
+                    if not os.path.islink(p):
+                        os.chmod(p, 0o755)
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    path.mkdir(parents=True)

@@ -1,0 +1,119 @@
+"""Finding the project, its layers, and the recipe, append and board files in them."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import schema, yamlio
+from .errors import UserError, Where
+from .model import Layer
+
+PROJECT_FILE = "buildsys.yaml"
+LOCAL_FILE = "local.yaml"
+APPEND_SUFFIX = ".append.yaml"
+
+
+def find_project(start: Path) -> Path:
+    """The nearest directory at or above ``start`` holding buildsys.yaml."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise UserError(f"no {PROJECT_FILE} here or in any parent directory", Where(str(start)),
+                    hint="run inside a buildsys project or pass --project DIR")
+
+
+@dataclass
+class Project:
+    root: Path
+    settings: dict
+    layers: list[Layer]                                   # lowest priority first
+    recipe_files: dict[str, list[tuple[Layer, Path]]] = field(default_factory=dict)
+    append_files: dict[str, list[tuple[Layer, Path]]] = field(default_factory=dict)
+    board_files: dict[str, list[tuple[Layer, Path]]] = field(default_factory=dict)
+    input_files: list[Path] = field(default_factory=list)  # every YAML file read or to be read
+
+
+def _load_settings(root: Path) -> dict:
+    settings = schema.validate_plain(yamlio.load(root / PROJECT_FILE), schema.PROJECT_KEYS, "project file")
+    local = root / LOCAL_FILE
+    if local.is_file():
+        data = yamlio.load(local)
+        extra = schema.validate_plain(data, schema.PROJECT_KEYS, "local config")
+        for key in data:
+            if key == "layers":
+                settings["layers"] = list(settings["layers"]) + list(extra["layers"])
+            elif key != "format":
+                settings[key] = extra[key]
+    return settings
+
+
+def _load_layer(path: Path) -> Layer:
+    config = path / "layer.yaml"
+    data = yamlio.load(config)
+    values = schema.validate_plain(data, schema.LAYER_KEYS, "layer config", required=("name",))
+    if values["name"] == "core":
+        raise UserError("the layer name 'core' is reserved for the project's own recipes", data.where("name"))
+    return Layer(values["name"], values["priority"], path, tuple(values["depends"]), str(config))
+
+
+def _scan(layer: Layer, project: Project) -> None:
+    """Index a layer's files by name without parsing them: the file stem is the name."""
+    for top, kind in ((layer.recipes_dir, "recipes"), (layer.boards_dir, "boards")):
+        if not top.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "files"]
+            for filename in sorted(filenames):
+                if not filename.endswith(".yaml") or filename.startswith("."):
+                    continue
+                path = Path(dirpath, filename)
+                if kind == "boards":
+                    project.board_files.setdefault(filename[:-5], []).append((layer, path))
+                elif filename.endswith(APPEND_SUFFIX):
+                    project.append_files.setdefault(filename[: -len(APPEND_SUFFIX)], []).append((layer, path))
+                else:
+                    project.recipe_files.setdefault(filename[:-5], []).append((layer, path))
+                project.input_files.append(path)
+
+
+def load_project(root: Path, environ=os.environ) -> Project:
+    root = root.resolve()
+    settings = _load_settings(root)
+    core = Layer("core", 0, root, (), str(root / PROJECT_FILE))
+    dirs: list[Path] = []
+    layers_dir = root / "layers"
+    if layers_dir.is_dir():
+        dirs += sorted(p for p in layers_dir.iterdir() if (p / "layer.yaml").is_file())
+    dirs += [(root / d) for d in settings["layers"]]
+    dirs += [Path(d) for d in environ.get("BUILDSYS_LAYERS", "").split(":") if d]
+    layers = [core]
+    seen: dict[str, Layer] = {"core": core}
+    for d in dirs:
+        d = d.resolve()
+        if any(layer.path == d for layer in layers):
+            continue
+        if not (d / "layer.yaml").is_file():
+            raise UserError(f"no layer.yaml in layer directory {d}", Where(str(root / PROJECT_FILE)),
+                            hint="a layer needs layers/<name>/layer.yaml")
+        layer = _load_layer(d)
+        if layer.name in seen:
+            raise UserError(f"layer name '{layer.name}' used twice", Where(layer.config),
+                            hint=f"also {seen[layer.name].config}")
+        seen[layer.name] = layer
+        layers.append(layer)
+    for layer in layers:
+        for dep in layer.depends:
+            if dep not in seen:
+                raise UserError(f"layer '{layer.name}' depends on layer '{dep}', which is not in effect",
+                                Where(layer.config), hint=schema.suggest(dep, seen))
+    # Stable order: priority, then name; the core layer (0) comes first.
+    layers.sort(key=lambda layer: (layer.priority, layer.name != "core", layer.name))
+    project = Project(root, settings, layers, input_files=[root / PROJECT_FILE])
+    for layer in layers:
+        if layer.name != "core":
+            project.input_files.append(Path(layer.config))
+        _scan(layer, project)
+    return project

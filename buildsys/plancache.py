@@ -1,0 +1,71 @@
+"""The no-op fast path: remember, per board and target list, the signatures a
+build ended with, keyed by the state of every input file.
+
+When no recipe, layer file, board, buildsys module or compiler has changed
+since (same size, mtime and inode) and the targets' outputs are still in place,
+`buildsys build` is done without parsing a single recipe.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import buildsys
+
+
+def _tree_stats(root: Path, out: list) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            out.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
+
+
+def inputs_key(project, board_name: str, targets: list[str], cross_prefixes=("",)) -> str:
+    lines = [board_name, "\0".join(targets), os.environ.get("BUILDSYS_LAYERS", "")]
+    for path in project.input_files[:1]:
+        lines.append(str(path))
+    _tree_stats(Path(buildsys.__file__).parent, lines)
+    for layer in project.layers:
+        _tree_stats(layer.recipes_dir, lines)
+        _tree_stats(layer.boards_dir, lines)
+        lines.append(layer.config)
+    for name in ("buildsys.yaml", "local.yaml"):
+        p = project.root / name
+        if p.exists():
+            st = p.stat()
+            lines.append(f"{p}\0{st.st_size}\0{st.st_mtime_ns}")
+    for prefix in cross_prefixes:
+        gcc = shutil.which(prefix + "gcc")
+        if gcc:
+            st = os.stat(os.path.realpath(gcc))
+            lines.append(f"{gcc}\0{st.st_size}\0{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _path(build: Path, board_name: str, targets: list[str]) -> Path:
+    tag = hashlib.sha256("\0".join(targets).encode()).hexdigest()[:16]
+    return build / "plans" / f"{board_name}-{tag}.json"
+
+
+def load(build: Path, board_name: str, targets: list[str], key: str) -> dict | None:
+    try:
+        data = json.loads(_path(build, board_name, targets).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if data.get("key") == key else None
+
+
+def save(build: Path, board_name: str, targets: list[str], key: str, sigs: dict[str, str]) -> None:
+    path = _path(build, board_name, targets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "sigs": sigs}))
+    os.replace(tmp, path)

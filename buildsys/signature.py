@@ -1,0 +1,92 @@
+"""Task signatures: what a recipe's output depends on, hashed.
+
+The signature covers the resolved recipe values (files by layer-relative name
+and content hash, never absolute paths), the sources' checksums (never mirror
+URLs), the build class's code version, the architecture and toolchain
+identity, and the dependencies' signatures.  The same inputs give the same
+signature in any directory, on any day, for any user.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .model import FileRef, Recipe
+
+# Bump when the engine changes what a step sees (sandbox layout, environment).
+ENGINE_VERSION = "1"
+_NOT_BUILD_INPUTS = {"summary", "homepage", "format", "overrides", "_where"}
+
+_file_hashes: dict[tuple, str] = {}
+
+
+def file_hash(path: Path) -> str:
+    """Content hash of a layer file or directory, memoized by stat."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+    if key not in _file_hashes:
+        from .fetch import local_checksum
+        _file_hashes[key] = local_checksum(path)
+    return _file_hashes[key]
+
+
+def canonical(value):
+    """A JSON-able, path-free form of a resolved value."""
+    if isinstance(value, FileRef):
+        return {"file": value.layer_relative, "sha256": file_hash(value.path)}
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items() if k not in _NOT_BUILD_INPUTS}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+def sigdata(recipe: Recipe, board, class_version: str, extra: dict, deps: dict[str, str]) -> dict:
+    from .classes.toolchain import host_identity
+    from .resolve import HOST_ARCH
+
+    if recipe.variant == "native":
+        target = {"arch": HOST_ARCH, "compiler": host_identity()}
+    else:
+        target = {"arch": board.arch, "tune": list(board.get("tune", [])), "cross": board.cross_prefix}
+    return {
+        "engine": ENGINE_VERSION,
+        "recipe": recipe.pn,
+        "values": canonical(recipe.values),
+        "class": {"name": recipe.class_name, "version": class_version},
+        "target": target,
+        "extra": canonical(extra),
+        "deps": dict(sorted(deps.items())),
+    }
+
+
+def digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def explain(old: dict | None, new: dict) -> str:
+    """Why a task runs: which input changed since the last recorded build."""
+    if old is None:
+        return "no earlier build of this recipe"
+    reasons = []
+    for key in ("engine", "class", "target", "extra"):
+        if old.get(key) != new.get(key):
+            reasons.append(f"{key} changed")
+    old_values, new_values = old.get("values", {}), new.get("values", {})
+    for key in sorted(set(old_values) | set(new_values)):
+        if old_values.get(key) != new_values.get(key):
+            reasons.append(f"value '{key}' changed")
+    old_deps, new_deps = old.get("deps", {}), new.get("deps", {})
+    for key in sorted(set(old_deps) | set(new_deps)):
+        if key not in old_deps:
+            reasons.append(f"new dependency {key}")
+        elif key not in new_deps:
+            reasons.append(f"dependency {key} dropped")
+        elif old_deps[key] != new_deps[key]:
+            reasons.append(f"dependency {key} changed")
+    return ", ".join(reasons) or "inputs unchanged but output missing"
