@@ -1,0 +1,192 @@
+"""``class: image`` -- a bootable disk image from packages and the board's disk layout.
+
+All the work is in the install task:
+  1. merge the packages' trees (conflicts are errors) into /build/obj/rootfs,
+     all times set to SOURCE_DATE_EPOCH;
+  2. mksquashfs it, with owners/modes/devices from the packages' permission
+     tables as pseudo definitions (no root, no fakeroot);
+  3. make each vfat partition with mtools (e.g. the ESP holding the kernel);
+  4. write the disk with our own GPT writer (GUIDs derived from names) and
+     verify it by reading it back.
+Outputs in /build/dest: <image>-<board>.img, <image>-<board>.squashfs and the
+kernel image(s) the disk carries.
+
+Tools come from native recipes (implicit_depends), on PATH in the sandbox.
+
+Interface assumptions (tell the engine owner if they change):
+  * ctx.packages(names) -> [(recipe, host path of its installed tree)] for the
+    named recipes (virtual names resolved) plus their rdepends;
+    recipe.get("permissions") is the recipe's permissions list.
+  * ctx.paths.obj / ctx.paths.dest are the host paths of /build/obj and
+    /build/dest; Python may write there between sandboxed steps.
+  * ctx.env["SOURCE_DATE_EPOCH"] is the image's epoch.
+  * build_depends(recipe, board): the recipes the board's disk layout takes
+    files from (e.g. virtual/kernel for the ESP).  The kernel found as
+    virtual/kernel is also where check_kernel_cmdline reads boot/config.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from .. import rootfs
+from ..errors import BuildError, UserError
+from ..image import disk, gpt, squashfs, vfat
+from .base import SANDBOX_OBJ, BuildClass, Param
+
+DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
+
+
+def _plain(value):
+    """Board values without the loader's position markers, for signatures."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Image(BuildClass):
+    name = "image"
+    installs_packages = True
+    implicit_depends = ("squashfs-tools-native", "mtools-native")
+    params = {
+        "packages": Param("list", [], "recipes installed in the root filesystem (plus their rdepends)"),
+        "rootfs_compressor": Param("str", "xz", "squashfs compressor; the kernel must support it"),
+        "rootfs_block_size": Param("int", 131072, "squashfs block size in bytes"),
+    }
+
+    def build_depends(self, recipe, board=None):
+        if board is None:
+            return list(DEFAULT_BOOT_RECIPES)
+        _, _, parts = disk.parse_layout(board.get("disk"), board.name)
+        names = []
+        for p in parts:
+            for src in p.files.values():
+                name = src.split(":", 1)[0]
+                if name not in names:
+                    names.append(name)
+        return names
+
+    def signature_extra(self, recipe, board):
+        # The disk layout and console are board settings the output depends on.
+        return {"board": board.name, "arch": board.arch, "disk": _plain(board.get("disk")),
+                "console": board.get("console")}
+
+    def run(self, task, ctx):
+        steps = ctx.recipe.get("steps") or {}
+        if task in steps:
+            return super().run(task, ctx)
+        if task == "install":
+            self.install(ctx)
+
+    # --- the steps ------------------------------------------------------------------
+    def install(self, ctx) -> None:
+        r, board = ctx.recipe, ctx.board
+        sde = int(ctx.env["SOURCE_DATE_EPOCH"])
+        obj, dest = Path(ctx.paths.obj), Path(ctx.paths.dest)
+        stem = f"{r.name}-{board.name}"
+        for sub in ("rootfs", "parts", "boot-files"):
+            if (obj / sub).exists():
+                shutil.rmtree(obj / sub)
+        (obj / "parts").mkdir(parents=True)
+        _, align, specs = disk.parse_layout(board.get("disk"), board.name)
+
+        squash = self.make_rootfs(ctx, obj, sde)
+        shutil.copyfile(squash, dest / f"{stem}.squashfs")
+
+        contents = {}
+        for spec in specs:
+            if spec.filesystem == "squashfs":
+                contents[spec.name] = squash
+            elif spec.filesystem == "vfat":
+                contents[spec.name] = self.make_vfat(ctx, spec, obj, dest, sde, stem, align)
+            else:
+                contents[spec.name] = None
+
+        sizes = [(s.name, gpt.type_guid(s.type, board.arch), gpt.partition_guid(board.name, s.name),
+                  max(s.min_size, os.path.getsize(contents[s.name]) if contents[s.name] else 0)) for s in specs]
+        parts, total = gpt.plan(sizes, align)
+        root = next(p for p, s in zip(parts, specs) if s.filesystem == "squashfs")
+        self.check_kernel_cmdline(ctx, root.guid)
+        table = disk.assemble(dest / f"{stem}.img", gpt.disk_guid(r.name, board.name),
+                              [(p, contents[s.name]) for p, s in zip(parts, specs)], total)
+        ctx.log(f"disk {stem}.img: {total * gpt.SECTOR} bytes, " + ", ".join(
+            f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in table.partitions))
+
+    def make_rootfs(self, ctx, obj: Path, sde: int) -> Path:
+        r = ctx.recipe
+        trees = ctx.packages(r.get("packages", []))
+        tree = obj / "rootfs"
+        rootfs.merge([(rec.pn, path) for rec, path in trees], tree, sde)
+        entries = []
+        for rec, _ in trees:
+            entries += rootfs.permission_entries(rec.pn, rec.get("permissions"), rec.where("permissions")
+                                                 if hasattr(rec, "where") else None)
+        rootfs.check_entries(tree, entries)
+        all_root = all(e.uid == 0 and e.gid == 0 for e in entries)
+        if not all_root:
+            entries = rootfs.full_table(tree, entries)
+        try:
+            (obj / "rootfs.pseudo").write_text(squashfs.pseudo_text(entries))
+            argv = squashfs.mksquashfs_argv(f"{SANDBOX_OBJ}/rootfs", f"{SANDBOX_OBJ}/parts/rootfs.squashfs",
+                                            f"{SANDBOX_OBJ}/rootfs.pseudo", r.get("rootfs_compressor", "xz"),
+                                            int(r.get("rootfs_block_size", 131072)), all_root=all_root)
+        except ValueError as e:
+            raise UserError(str(e), r.where("rootfs_compressor") if hasattr(r, "where") else None) from None
+        out = obj / "parts" / "rootfs.squashfs"
+        if out.exists():
+            out.unlink()
+        ctx.run(argv, env=squashfs.env(sde), cwd=SANDBOX_OBJ)
+        return out
+
+    def make_vfat(self, ctx, spec, obj: Path, dest: Path, sde: int, stem: str, align: int) -> Path:
+        staged, sizes = {}, []
+        for i, (fs_path, src) in enumerate(sorted(spec.files.items())):
+            recipe_name, rel = src.split(":", 1)
+            found = ctx.packages([recipe_name])
+            if not found:
+                raise UserError(f"partition {spec.name}: no package for '{recipe_name}'")
+            host = Path(found[0][1]) / rel.lstrip("/")
+            if not host.is_file():
+                raise UserError(f"partition {spec.name}: {found[0][0].pn} does not install /{rel.lstrip('/')}",
+                                hint=f"needed for {fs_path}")
+            # A private copy: mcopy -m takes its time from the file, so clamp it here.
+            copy = obj / "boot-files" / f"{i}-{host.name}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(host, copy)
+            os.utime(copy, (sde, sde))
+            staged[fs_path] = f"{SANDBOX_OBJ}/boot-files/{copy.name}"
+            sizes.append(copy.stat().st_size)
+            if not (dest / host.name).exists():
+                shutil.copyfile(host, dest / host.name)     # the kernel beside the disk, for -kernel boots
+        sectors = max(vfat.size_sectors(sizes, len(vfat.directories(staged))), -(-spec.min_size // vfat.SECTOR))
+        # The partition is rounded up to the alignment anyway: let the filesystem fill it.
+        sectors = gpt.align_up(sectors, align // gpt.SECTOR)
+        image = f"{SANDBOX_OBJ}/parts/{spec.name}.vfat"
+        for argv in vfat.argvs(image, staged, sectors, spec.label, vfat.serial_for(f"{stem}/{spec.name}")):
+            ctx.run(argv, env=vfat.env(sde), cwd=SANDBOX_OBJ)
+        return obj / "parts" / f"{spec.name}.vfat"
+
+    def check_kernel_cmdline(self, ctx, root_guid) -> None:
+        """A kernel that names its root by PARTUUID must name ours: fail at build
+        time rather than with "VFS: Unable to mount root fs" at boot."""
+        if not set(DEFAULT_BOOT_RECIPES) <= set(self.build_depends(ctx.recipe, ctx.board)):
+            return      # the disk carries no kernel of ours (e.g. a firmware-only layout)
+        for rec, tree in ctx.packages(DEFAULT_BOOT_RECIPES):
+            config = Path(tree) / "boot" / "config"
+            if not config.is_file():
+                continue
+            m = re.search(r'^CONFIG_CMDLINE="(.*)"$', config.read_text(), re.M)
+            cmdline = m.group(1) if m else ""
+            found = re.search(r"root=PARTUUID=([0-9a-fA-F-]+)", cmdline)
+            if found and found.group(1).lower() != str(root_guid):
+                raise BuildError(f"{rec.pn}'s built-in command line names root=PARTUUID={found.group(1)}, but "
+                                 f"{ctx.board.name}'s root partition is {root_guid}; fix the kernel's cmdline fragment")
+            console = re.search(r"console=(\w+)", cmdline)
+            want = ctx.board.get("console")
+            if console and want and console.group(1) != want:
+                raise BuildError(f"{rec.pn}'s built-in command line uses console={console.group(1)}, "
+                                 f"the board {ctx.board.name} says console: {want}")

@@ -1,0 +1,102 @@
+"""A board's disk layout (the board YAML's ``disk:``) and the assembly of a
+whole disk from partition contents.
+
+    disk:
+      table: gpt                 # gpt (mbr: see mbr.py, for boards that need it)
+      align: 4096                # bytes; partitions start on this boundary
+      partitions:
+        - {name: esp, type: esp, filesystem: vfat,
+           files: {/EFI/BOOT/BOOTX64.EFI: "virtual/kernel:boot/bzImage"}}
+        - {name: root, type: root, filesystem: squashfs}
+
+``files`` maps a path in the filesystem to ``<recipe>:<path in its installed
+tree>``.  ``size`` (bytes, or "4MiB"/"512KiB") is a minimum; by default a
+partition is as big as its contents, to keep images small.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError, Where
+from . import gpt
+
+FILESYSTEMS = ("vfat", "squashfs", "raw")
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?)?\s*$", re.I)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    name: str
+    type: str
+    filesystem: str
+    files: dict[str, str] = field(default_factory=dict)   # fs path -> "recipe:path"
+    min_size: int = 0
+    label: str = ""
+
+
+def parse_size(value, where=None) -> int:
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise UserError(f"bad size {value!r}", where, hint="bytes, or e.g. 512KiB, 4MiB")
+    return int(m.group(1)) * _UNITS[(m.group(2) or "").upper()[:1]]
+
+
+def parse_layout(disk, board_name: str, where: Where | None = None) -> tuple[str, int, list[PartSpec]]:
+    """(table, align in bytes, partitions) from a board's ``disk`` mapping."""
+    if not disk or not disk.get("partitions"):
+        raise UserError(f"board {board_name} has no disk partitions", where,
+                        hint="add disk: {table: gpt, partitions: [...]} to the board config")
+    table = disk.get("table", "gpt")
+    if table != "gpt":
+        raise UserError(f"disk table '{table}' is not supported by the image class yet", where, hint="gpt")
+    align = parse_size(disk.get("align", 4096), where)
+    if align % gpt.SECTOR:
+        raise UserError(f"disk align {align} is not a multiple of {gpt.SECTOR}", where)
+    parts, names = [], set()
+    for i, p in enumerate(disk["partitions"]):
+        pw = p.get("_where", where) if isinstance(p, dict) else where
+        if not isinstance(p, dict) or not p.get("name"):
+            raise UserError(f"disk partition {i + 1} needs a name", pw)
+        if p["name"] in names:
+            raise UserError(f"disk partition name '{p['name']}' is used twice", pw)
+        names.add(p["name"])
+        fs = p.get("filesystem", "raw")
+        if fs not in FILESYSTEMS:
+            raise UserError(f"partition {p['name']}: unknown filesystem '{fs}'", pw, hint=", ".join(FILESYSTEMS))
+        files = {str(k): str(v) for k, v in (p.get("files") or {}).items() if not str(k).startswith("_")}
+        for dest, src in files.items():
+            if ":" not in src:
+                raise UserError(f"partition {p['name']}: file {dest} must come from '<recipe>:<path>', got {src!r}", pw)
+        parts.append(PartSpec(p["name"], str(p.get("type", "linux")), fs, files,
+                              parse_size(p.get("size", 0), pw), str(p.get("label", p["name"]))))
+    if sum(1 for p in parts if p.filesystem == "squashfs") != 1:
+        raise UserError(f"board {board_name}: exactly one partition must hold the root (filesystem: squashfs)", where)
+    return table, align, parts
+
+
+def assemble(out: Path, disk_guid, contents: list[tuple[gpt.Partition, Path | None]], total_sectors: int) -> gpt.Table:
+    """Write a disk: zeros, each partition's content at its offset, then the
+    GPT.  The result is read back and verified."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.truncate(total_sectors * gpt.SECTOR)
+        for part, src in contents:
+            if src is None:
+                continue
+            size = os.path.getsize(src)
+            if size > part.sectors * gpt.SECTOR:
+                raise ValueError(f"{src} ({size} bytes) does not fit partition {part.name}")
+            f.seek(part.offset)
+            with open(src, "rb") as s:
+                while chunk := s.read(1 << 20):
+                    f.write(chunk)
+        gpt.write(f, disk_guid, [p for p, _ in contents], total_sectors)
+    table = gpt.read(tmp)
+    os.replace(tmp, out)
+    return table

@@ -1,0 +1,1 @@
+"""Tests of the image pieces: buildsys.image, rootfs, qemu, the kernel and image classes."""
