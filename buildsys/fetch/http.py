@@ -1,0 +1,113 @@
+"""HTTP(S) downloads: streamed to a .part file, resumed with Range after a dropped connection.
+
+urllib3's Retry (through requests) handles refused connections and 5xx answers
+with backoff; a connection that dies in the middle of the body is resumed here
+from the bytes already on disk, because Retry cannot resume a stream.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..errors import FetchError
+
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 60
+RESUME_ATTEMPTS = 5
+CHUNK = 1 << 16
+
+_session: requests.Session | None = None
+
+
+class NotFound(FetchError):
+    """The server answered, but does not have the file (4xx)."""
+
+
+def session() -> requests.Session:
+    global _session
+    if _session is None:
+        retry = Retry(total=3, connect=3, read=2, status=3, backoff_factor=0.5,
+                      status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
+                      raise_on_status=False)
+        s = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        s.headers["User-Agent"] = "buildsys-fetch/1"
+        s.trust_env = True
+        _session = s
+    return _session
+
+
+def download(url: str, part: Path, progress: bool = True, label: str | None = None) -> None:
+    """Download ``url`` into ``part``, appending to what an earlier attempt left there."""
+    from tqdm import tqdm
+
+    attempt = 0
+    bar = None
+    try:
+        while True:
+            have = part.stat().st_size if part.exists() else 0
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            try:
+                with session().get(url, headers=headers, stream=True,
+                                   timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as resp:
+                    if resp.status_code == 416 and have:
+                        # Asked past the end: what is on disk may be the whole file, or junk.
+                        return
+                    if resp.status_code >= 400:
+                        raise NotFound(f"{url}: HTTP {resp.status_code} {resp.reason}")
+                    mode = "ab" if resp.status_code == 206 and have else "wb"
+                    if mode == "wb":
+                        have = 0
+                    total = resp.headers.get("Content-Length")
+                    total = int(total) + have if total and total.isdigit() else None
+                    if bar is None:
+                        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                                   desc=label or part.name.removesuffix(".part"), leave=False,
+                                   disable=not (progress and sys.stderr.isatty()))
+                    else:
+                        bar.reset(total=total)
+                        bar.update(have)
+                    with open(part, mode) as out:
+                        for chunk in resp.iter_content(CHUNK):
+                            out.write(chunk)
+                            bar.update(len(chunk))
+                    return
+            except NotFound:
+                raise
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                attempt += 1
+                progressed = part.exists() and part.stat().st_size > have
+                if not progressed and (attempt >= RESUME_ATTEMPTS or _is_connect_failure(exc)):
+                    raise FetchError(f"{url}: {_short(exc)}") from None
+                if attempt >= RESUME_ATTEMPTS * 4:
+                    raise FetchError(f"{url}: gave up after {attempt} interrupted transfers: {_short(exc)}") from None
+                time.sleep(min(0.2 * 2 ** min(attempt, 5), 5))
+            except requests.RequestException as exc:
+                raise FetchError(f"{url}: {_short(exc)}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _is_connect_failure(exc: Exception) -> bool:
+    # The adapter already retried the connection with backoff; trying again is pointless.
+    return isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ConnectionError)) and \
+        not isinstance(exc, requests.exceptions.ChunkedEncodingError) and "Read timed out" not in str(exc) \
+        and "IncompleteRead" not in str(exc) and "Connection broken" not in str(exc)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Max retries exceeded", "Failed to establish", "Name or service", "timed out",
+                   "Connection refused", "IncompleteRead", "Connection broken"):
+        if marker in text:
+            return marker.lower() if marker != "IncompleteRead" else "connection dropped mid-file"
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -1,0 +1,200 @@
+"""Safe extraction of tar and zip archives into a recipe's source tree.
+
+Every member is checked before anything is written: absolute names, ``..``
+components, links that leave the tree and device or fifo members make the
+whole archive an error.  tarfile's ``data`` filter then checks again at
+extraction time against the real file system (it resolves links already
+written), so a chain of individually harmless links cannot escape either.
+"""
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import shutil
+import stat
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+from ..errors import UnpackError
+from .source import Source
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.lz4", ".tar.zst", ".tzst")
+
+# newest member mtime per (path, size, mtime_ns) — unpack computes it anyway,
+# so source_date_epoch() need not decompress a 140 MB tarball a second time.
+_epochs: dict[tuple, int] = {}
+
+
+def is_archive(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(TAR_SUFFIXES) or name.endswith(".zip")
+
+
+def unpack(path: Path, dest: Path, source: Source) -> None:
+    path, dest = Path(path), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        shutil.copytree(path, dest, symlinks=True, dirs_exist_ok=True)
+    elif not source.unpack or not is_archive(path):
+        shutil.copy2(path, dest / (source.filename or path.name))
+    elif path.name.lower().endswith(".zip"):
+        _unpack_zip(path, dest, source)
+    else:
+        _unpack_tar(path, dest, source)
+
+
+def source_date_epoch(path: Path) -> int | None:
+    """The newest member time of an archive (for a git tarball: the commit time)."""
+    path = Path(path)
+    if path.is_dir() or not is_archive(path):
+        return None
+    key = _key(path)
+    if key not in _epochs:
+        if path.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as z:
+                import calendar
+                _epochs[key] = max((calendar.timegm(i.date_time + (0, 0, -1)) for i in z.infolist()), default=0)
+        else:
+            with _open_tar(path) as tar:
+                _epochs[key] = max((int(m.mtime) for m in tar), default=0)
+    return _epochs[key] or None
+
+
+def _key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
+# --- tar ---------------------------------------------------------------------------
+def _open_tar(path: Path) -> tarfile.TarFile:
+    name = path.name.lower()
+    try:
+        if name.endswith((".tar.lz4",)):
+            import lz4.frame
+            return tarfile.open(fileobj=lz4.frame.open(path, "rb"), mode="r|")
+        if name.endswith((".tar.zst", ".tzst")):
+            return _open_zstd(path)
+        return tarfile.open(path, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UnpackError(f"{path.name}: not a readable tar archive: {exc}") from None
+
+
+def _open_zstd(path: Path) -> tarfile.TarFile:
+    try:
+        import zstandard
+        return tarfile.open(fileobj=zstandard.ZstdDecompressor().stream_reader(open(path, "rb")), mode="r|")
+    except ImportError:
+        if not shutil.which("zstd"):
+            raise UnpackError(f"{path.name}: zstd archives need the zstd tool or the zstandard module") from None
+        data = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+        return tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+
+
+def _stripped(name: str, strip: int) -> str | None:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    return "/".join(parts[strip:]) if len(parts) > strip else None
+
+
+def _check_name(archive: str, name: str) -> None:
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise UnpackError(f"{archive}: member '{name}' has an absolute path", hint="hostile or broken archive; nothing was extracted")
+    if ".." in name.split("/"):
+        raise UnpackError(f"{archive}: member '{name}' leaves the tree through '..'", hint="hostile or broken archive; nothing was extracted")
+
+
+def _check_link(archive: str, member_name: str, target: str, hard: bool) -> None:
+    """A link's target, resolved lexically from where it lives, must stay inside the tree."""
+    if target.startswith("/"):
+        raise UnpackError(f"{archive}: link '{member_name}' points to the absolute path '{target}'",
+                          hint="hostile or broken archive; nothing was extracted")
+    base = "" if hard else posixpath.dirname(member_name)
+    resolved = posixpath.normpath(posixpath.join(base, target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise UnpackError(f"{archive}: link '{member_name}' points outside the tree ('{target}')",
+                          hint="hostile or broken archive; nothing was extracted")
+
+
+def _checked_members(path: Path, tar: tarfile.TarFile, strip: int, newest: list[int]):
+    """Yield the members to extract, renamed by ``strip``; raise on the first hostile one."""
+    for m in tar:
+        _check_name(path.name, m.name)
+        newest[0] = max(newest[0], int(m.mtime))
+        if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+            raise UnpackError(f"{path.name}: member '{m.name}' is a device or special file",
+                              hint="source archives hold files, directories and links only")
+        name = _stripped(m.name, strip)
+        if name is None:
+            continue
+        if m.islnk():
+            _check_name(path.name, m.linkname)
+            link = _stripped(m.linkname, strip)
+            if link is None:
+                raise UnpackError(f"{path.name}: hard link '{m.name}' points outside the stripped tree ('{m.linkname}')")
+            _check_link(path.name, name, link, hard=True)
+            m.linkname = link
+        elif m.issym():
+            _check_link(path.name, name, m.linkname, hard=False)
+        m.name = name
+        yield m
+
+
+def _unpack_tar(path: Path, dest: Path, source: Source) -> None:
+    # One pass: each member is checked just before it is written, so a hostile
+    # member stops extraction before anything of it (or after it) lands.
+    newest = [0]
+    with _open_tar(path) as tar:
+        try:
+            tar.extractall(dest, members=_checked_members(path, tar, source.strip, newest), filter=_filter)
+        except tarfile.FilterError as exc:
+            raise UnpackError(f"{path.name}: member '{exc.tarinfo.name}' refused: {exc}",
+                              hint="hostile or broken archive") from None
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise UnpackError(f"{path.name}: extraction failed: {exc}") from None
+    _epochs[_key(path)] = newest[0]
+
+
+def _filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    # 'data' refuses what escapes (with the real, already-extracted links) and
+    # drops setuid bits; owners are never taken from the archive anyway.
+    member = tarfile.data_filter(member, dest)
+    return member.replace(uid=0, gid=0, uname="", gname="", deep=False) if member is not None else None
+
+
+# --- zip ---------------------------------------------------------------------------
+def _unpack_zip(path: Path, dest: Path, source: Source) -> None:
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UnpackError(f"{path.name}: not a readable zip archive: {exc}") from None
+    with z:
+        plan = []
+        for info in z.infolist():
+            _check_name(path.name, info.filename)
+            mode = info.external_attr >> 16
+            name = _stripped(info.filename, source.strip)
+            if name is None:
+                continue
+            if stat.S_ISLNK(mode):
+                target = z.read(info).decode()
+                _check_link(path.name, name, target, hard=False)
+            elif mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise UnpackError(f"{path.name}: member '{info.filename}' is a device or special file")
+            plan.append((info, name, mode))
+        for info, name, mode in plan:
+            out = dest / name
+            real_parent = os.path.realpath(out.parent)
+            if os.path.commonpath([real_parent, os.path.realpath(dest)]) != os.path.realpath(dest):
+                raise UnpackError(f"{path.name}: member '{info.filename}' would be written through a link outside the tree")
+            if info.is_dir():
+                out.mkdir(parents=True, exist_ok=True)
+            elif stat.S_ISLNK(mode):
+                out.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(z.read(info).decode(), out)
+            else:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.chmod(out, 0o755 if mode & 0o111 else 0o644)
