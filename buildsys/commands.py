@@ -193,6 +193,12 @@ class Build(Command):
                       if not node.endswith((":restore", ":fetch"))})
         for pn in ran:
             print(f"{pn}: runs because {session.why(pn)}", file=sys.stderr)
+        if session.fetch_config.offline:
+            # One error naming every missing file, before any step runs.
+            from .executor import sources_of
+            from .fetch import fetch_many
+            fetch_many([s for node in sorted(graph.nodes) if node.endswith(":fetch")
+                        for s in sources_of(graph.nodes[node]["recipe"])], session.fetch_config)
         if graph.number_of_nodes() == 0:
             print("nothing to do: every target is up to date", file=sys.stderr)
         else:
