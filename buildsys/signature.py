@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from .errors import UserError
 from .model import FileRef, Recipe
 
 # Bump when the engine changes what a step sees (sandbox layout, environment).
@@ -35,9 +36,20 @@ def file_hash(path: Path) -> str:
     return _file_hashes[key]
 
 
+def _check_inside_layer(ref: FileRef) -> None:
+    """A recipe may name files of its own layer only: '../../etc/shadow' or a
+    symlink out of the layer would carry host files into a build."""
+    try:
+        ref.path.resolve().relative_to(Path(ref.layer_root).resolve())
+    except ValueError:
+        raise UserError(f"file '{ref.raw}' is outside its layer", ref.where,
+                        hint=f"layer files must live under {ref.layer_root}") from None
+
+
 def canonical(value):
     """A JSON-able, path-free form of a resolved value."""
     if isinstance(value, FileRef):
+        _check_inside_layer(value)
         return {"file": value.layer_relative, "sha256": file_hash(value.path)}
     if isinstance(value, dict):
         return {str(k): canonical(v) for k, v in value.items() if k not in _NOT_BUILD_INPUTS}

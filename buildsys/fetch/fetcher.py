@@ -29,6 +29,7 @@ def fetch(source: Source, config: FetchConfig) -> Path:
             raise FetchError(f"{path}: no such file", source.where)
         return path
     if source.scheme.startswith("git"):
+        _check_name(source)
         return git.fetch(source, config.dl_dir, config.offline)
     return _fetch_file(source, config)
 
@@ -67,7 +68,15 @@ def _candidates(source: Source, config: FetchConfig):
     yield from (mirror(m) for m in config.mirrors)
 
 
+def _check_name(source: Source) -> None:
+    name = source.name
+    if name in ("", ".", "..") or "/" in name or name.startswith(".") or "\0" in name:
+        raise FetchError(f"'{name}' cannot be a file name in the download dir", source.where,
+                         hint="give the source a plain 'name:'")
+
+
 def _fetch_file(source: Source, config: FetchConfig) -> Path:
+    _check_name(source)
     dl = config.dl_dir
     final = dl / source.name
     if source.sha256 is not None and not SHA256.match(source.sha256):

@@ -84,3 +84,14 @@ def test_not_a_project(tmp_path):
     proc = run_buildsys("recipes", cwd=tmp_path)
     assert proc.returncode == 2
     assert "no buildsys.yaml" in proc.stderr
+
+
+def test_layer_file_outside_the_layer_is_refused(tmp_path):
+    # A hostile recipe must not carry host files into a build through '..'.
+    recipe = "format: 1\nname: app\nclass: script\ntoolchain: false\nsources:\n  - file: ../../../../../../etc/passwd\n"
+    root = project(tmp_path, {"app": recipe})
+    proc = run_buildsys("--project", root, "--build-dir", tmp_path / "build", "build", "app")
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert re.search(r"recipes/app\.yaml:6:\d+: file '\.\./.*etc/passwd' is outside its layer", line), line
+    assert "Traceback" not in proc.stderr
