@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lz4.frame
 
+from . import safetar
 from .errors import UserError, Where
 
 
@@ -57,18 +58,12 @@ def pack(tree: Path, out: Path) -> None:
                     tar.addfile(info)
 
 
-def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    # tarfile's 'data' filter refuses escapes; we keep the exact mode bits,
-    # which it would otherwise strip, since they are part of the package.
-    safe = tarfile.data_filter(member, dest)
-    mode = member.mode & 0o7777 if not member.issym() else None
-    return safe.replace(mode=mode, uid=0, gid=0, uname="", gname="", deep=False)
-
-
 def unpack(archive: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with lz4.frame.open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
-            tar.extractall(dest, filter=_member_filter)  # sets directory times last
+            safetar.extract(tar, dest, tar, keep_mode=True)
+    except safetar.UnsafeMember as exc:
+        raise UserError(f"unsafe artifact: {exc}", Where(str(archive))) from None
     except (tarfile.TarError, RuntimeError, OSError, EOFError) as exc:
         raise UserError(f"corrupt or unsafe artifact: {exc}", Where(str(archive))) from None

@@ -18,9 +18,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from .. import safetar
 from ..errors import UnpackError
 from .source import Source
 
+_HOSTILE = "hostile or broken archive; extraction stopped"
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.lz4", ".tar.zst", ".tzst")
 
 # newest member mtime per (path, size, mtime_ns) — unpack computes it anyway,
@@ -117,50 +119,39 @@ def _check_link(archive: str, member_name: str, target: str, hard: bool) -> None
                           hint="hostile or broken archive; nothing was extracted")
 
 
-def _checked_members(path: Path, tar: tarfile.TarFile, strip: int, newest: list[int]):
-    """Yield the members to extract, renamed by ``strip``; raise on the first hostile one."""
+def _renamed(path: Path, tar: tarfile.TarFile, strip: int, newest: list[int]):
+    """The members to extract, with ``strip`` leading components dropped (checked by safetar)."""
     for m in tar:
-        _check_name(path.name, m.name)
+        try:
+            safetar.check_name(m.name)
+        except safetar.UnsafeMember as exc:
+            raise UnpackError(f"{path.name}: {exc}", hint=_HOSTILE) from None
         newest[0] = max(newest[0], int(m.mtime))
-        if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
-            raise UnpackError(f"{path.name}: member '{m.name}' is a device or special file",
-                              hint="source archives hold files, directories and links only")
         name = _stripped(m.name, strip)
         if name is None:
             continue
         if m.islnk():
-            _check_name(path.name, m.linkname)
             link = _stripped(m.linkname, strip)
-            if link is None:
-                raise UnpackError(f"{path.name}: hard link '{m.name}' points outside the stripped tree ('{m.linkname}')")
-            _check_link(path.name, name, link, hard=True)
+            if link is None or m.linkname.startswith("/"):
+                raise UnpackError(f"{path.name}: hard link '{m.name}' points outside the tree ('{m.linkname}')",
+                                  hint=_HOSTILE)
             m.linkname = link
-        elif m.issym():
-            _check_link(path.name, name, m.linkname, hard=False)
         m.name = name
         yield m
 
 
 def _unpack_tar(path: Path, dest: Path, source: Source) -> None:
-    # One pass: each member is checked just before it is written, so a hostile
-    # member stops extraction before anything of it (or after it) lands.
+    # One pass: each member is checked just before it is written, so nothing
+    # of a hostile member (or after it) lands, and nothing lands outside dest.
     newest = [0]
     with _open_tar(path) as tar:
         try:
-            tar.extractall(dest, members=_checked_members(path, tar, source.strip, newest), filter=_filter)
-        except tarfile.FilterError as exc:
-            raise UnpackError(f"{path.name}: member '{exc.tarinfo.name}' refused: {exc}",
-                              hint="hostile or broken archive") from None
+            safetar.extract(tar, dest, _renamed(path, tar, source.strip, newest))
+        except safetar.UnsafeMember as exc:
+            raise UnpackError(f"{path.name}: {exc}", hint=_HOSTILE) from None
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise UnpackError(f"{path.name}: extraction failed: {exc}") from None
     _epochs[_key(path)] = newest[0]
-
-
-def _filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    # 'data' refuses what escapes (with the real, already-extracted links) and
-    # drops setuid bits; owners are never taken from the archive anyway.
-    member = tarfile.data_filter(member, dest)
-    return member.replace(uid=0, gid=0, uname="", gname="", deep=False) if member is not None else None
 
 
 # --- zip ---------------------------------------------------------------------------
