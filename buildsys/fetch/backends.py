@@ -9,9 +9,7 @@ git is not here: it produces a tarball from a repository, not one file.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from ..errors import ChecksumError, FetchError
 from . import http
@@ -41,10 +39,7 @@ class FileBackend(Backend):
     schemes = ("file",)
 
     def download(self, url, part, config):
-        path = Path(unquote(urlsplit(url).path))
-        if not path.is_file():
-            raise http.NotFound(f"{url}: no such file")
-        shutil.copyfile(path, part)
+        http.download(url, part, config.progress)
 
 
 class DebianBackend(Backend):
@@ -62,7 +57,7 @@ class DebianBackend(Backend):
         else:
             raise FetchError(f"{url}: expected debian:[suite/]package/file")
         located = archive(config).locate(package, name, suite)
-        if expected_sha256 and located.sha256 != expected_sha256:
+        if expected_sha256 and located.sha256 and located.sha256 != expected_sha256:
             raise ChecksumError(f"{url}: the Debian archive lists sha256 {located.sha256}, the recipe says {expected_sha256}",
                                 hint="the archive's file differs from the one the recipe pins")
         http.download(located.url, part, config.progress, label=name)

@@ -7,6 +7,7 @@ index's sha256 and then, like every download, against the recipe's.
 """
 from __future__ import annotations
 
+import hashlib
 import lzma
 import os
 import time
@@ -58,6 +59,13 @@ class DebianArchive:
                     return entry
                 if not self._stale(suite_, component):
                     break
+        if filename.endswith((".deb", ".udeb")):
+            # A binary package: not in Sources, but in its source package's
+            # pool directory.  Only the recipe's sha256 vouches for it.
+            for suite_, component in self._indices([suite] if suite else SUITES):
+                directory = self._index(suite_, component).get(("dir", package))
+                if directory:
+                    return Located(f"{directory}/{filename}", "", -1)
         where = f"suite {suite}" if suite else "suites " + ", ".join(SUITES)
         raise FetchError(f"debian:{package}/{filename} is not in the Debian archive's {where}",
                          hint="the pool drops versions no suite lists; use a mirror or the download dir")
@@ -80,7 +88,9 @@ class DebianArchive:
                 yield suite, component
 
     def _index_path(self, suite: str, component: str) -> Path:
-        return self.dl_dir / "debian-index" / f"{suite}_{component}_Sources.xz"
+        # Per archive: switching archives must not reuse another one's index.
+        key = hashlib.sha256(self.base.encode()).hexdigest()[:12]
+        return self.dl_dir / "debian-index" / key / f"{suite}_{component}_Sources.xz"
 
     def _stale(self, suite: str, component: str) -> bool:
         if self.offline:
@@ -146,6 +156,7 @@ def _parse_sources(path: Path, base: str) -> dict:
                 directory = line[10:].strip()
         if not package or not directory:
             continue
+        out[("dir", package)] = f"{base}/{directory}"
         for sha, size, name in files:
             located = Located(f"{base}/{directory}/{name}", sha, int(size))
             out[("sha", sha)] = located

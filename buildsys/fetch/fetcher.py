@@ -11,7 +11,7 @@ from filelock import FileLock
 from ..errors import ChecksumError, FetchError, NetworkAccessError
 from . import git
 from .backends import DebianBackend, archive, backend_for
-from .checksum import record_verified, sha256_file, verified
+from .checksum import local_checksum, record_verified, sha256_file, verified
 from .http import NotFound
 from .source import FetchConfig, Source
 
@@ -27,6 +27,11 @@ def fetch(source: Source, config: FetchConfig) -> Path:
         path = local_path(source)
         if not path.exists():
             raise FetchError(f"{path}: no such file", source.where)
+        if source.sha256:
+            actual = local_checksum(path)
+            if actual != source.sha256:
+                raise ChecksumError(f"{path.name}: sha256 mismatch: expected {source.sha256}, got {actual}",
+                                    source.where, hint=f"if the file is right, put this line in the recipe: sha256: {actual}")
         return path
     if source.scheme.startswith("git"):
         _check_name(source)
@@ -47,6 +52,7 @@ def is_fetched(source: Source, config: FetchConfig) -> bool:
 def fetch_many(sources, config: FetchConfig) -> dict:
     """Fetch every source; offline, one error lists everything that is missing."""
     sources = list(dict.fromkeys(sources))
+    _check_clashes(sources)
     if config.offline:
         missing = [s for s in sources if not is_fetched(s, config)]
         if missing:
@@ -55,6 +61,20 @@ def fetch_many(sources, config: FetchConfig) -> dict:
                                      f"{config.dl_dir}: {names}",
                                      hint="run 'buildsys fetch' with network access first")
     return {s: fetch(s, config) for s in sources}
+
+
+def _check_clashes(sources) -> None:
+    """Two different files under one name (GitHub's v1.0.tar.gz...) would overwrite each other."""
+    seen: dict[str, Source] = {}
+    for s in sources:
+        if s.is_local:
+            continue
+        other = seen.setdefault(s.name, s)
+        if other is not s and (other.url, other.sha256, other.rev) != (s.url, s.sha256, s.rev) \
+                and other.sha256 != s.sha256:
+            raise FetchError(f"two sources would be stored as '{s.name}' in the download dir: {other.url} "
+                             f"({other.where or '?'}) and {s.url}", s.where,
+                             hint="give one of them a distinct 'name:'")
 
 
 def _candidates(source: Source, config: FetchConfig):
@@ -83,7 +103,7 @@ def _fetch_file(source: Source, config: FetchConfig) -> Path:
         raise FetchError(f"sha256 '{source.sha256}' is not 64 lowercase hex digits", source.where)
     if source.sha256 and verified(final, source.sha256):
         return final
-    if config.offline:
+    if config.offline and not any(url.startswith("file:") for _, url in _candidates(source, config)):
         raise NetworkAccessError(f"offline, and {source.name} is not in the download dir {dl}", source.where)
     dl.mkdir(parents=True, exist_ok=True)
     (dl / ".locks").mkdir(exist_ok=True)
@@ -97,10 +117,16 @@ def _download_verified(source: Source, config: FetchConfig, final: Path) -> Path
     part = final.with_name(final.name + ".part")
     tried, mismatches = [], []
     for label, url in _candidates(source, config):
+        if config.offline and not url.startswith("file:"):
+            continue            # local mirrors only: they need no network
         if url.startswith("debian-sha256:"):
             if not source.sha256:
                 continue
-            located = archive(config).locate_sha256(source.sha256)
+            try:
+                located = archive(config).locate_sha256(source.sha256)
+            except FetchError as exc:
+                tried.append(f"{label}: {exc.message}")
+                continue
             if located is None:
                 tried.append(f"{label}: no file with this sha256")
                 continue
@@ -140,5 +166,8 @@ def _download_verified(source: Source, config: FetchConfig, final: Path) -> Path
         raise ChecksumError(f"{source.name} from {url}: sha256 mismatch: expected {source.sha256}, got {actual}",
                             source.where,
                             hint=f"nothing was kept; if the new file is right, put this line in the recipe: sha256: {actual}")
+    if config.offline:
+        raise NetworkAccessError(f"offline, and {source.name} is neither in the download dir {config.dl_dir} "
+                                 f"nor in a local mirror: " + "; ".join(tried), source.where)
     raise FetchError(f"could not fetch {source.name}: " + "; ".join(tried), source.where,
                      hint="check the URL, or add a mirror (BUILDSYS_MIRRORS / 'mirrors:' in buildsys.yaml)")

@@ -31,11 +31,13 @@ def mirror_dir(source: Source, dl_dir: Path) -> Path:
     return dl_dir / "git" / f"{tail}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
-def _git(args, cwd=None, check=True) -> subprocess.CompletedProcess:
+def _git(args, cwd=None, check=True, where=None) -> subprocess.CompletedProcess:
     env = dict(os.environ, **GIT_ENV)
     proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise FetchError(f"git {' '.join(args[:2])}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'failed'}")
+        lines = proc.stderr.strip().splitlines()
+        reason = next((l for l in lines if l.startswith(("fatal:", "error:"))), lines[0] if lines else "failed")
+        raise FetchError(f"git {args[0]} failed: {reason}", where)
     return proc
 
 
@@ -75,14 +77,15 @@ def _update_mirror(source: Source, mirror: Path) -> None:
         if tmp.exists():
             import shutil
             shutil.rmtree(tmp)
-        _git(["clone", "--quiet", "--mirror", url, str(tmp)])
+        _git(["clone", "--quiet", "--mirror", url, str(tmp)], where=source.where)
         os.replace(tmp, mirror)
     else:
-        _git(["fetch", "--quiet", "--prune", "origin", "+refs/*:refs/*"], cwd=mirror)
+        _git(["fetch", "--quiet", "--prune", "origin", "+refs/*:refs/*"], cwd=mirror, where=source.where)
 
 
 def _tarball(source: Source, mirror: Path, commit: str, dl_dir: Path) -> Path:
-    name = Source(source.url, rev=commit, filename=source.filename).name
+    # Named by commit, whatever 'name:' says: a new rev must never find the old tarball.
+    name = Source(source.url, rev=commit).name
     out = dl_dir / name
     if out.exists():
         return out
@@ -93,6 +96,7 @@ def _tarball(source: Source, mirror: Path, commit: str, dl_dir: Path) -> Path:
                               cwd=mirror, stdout=f, stderr=subprocess.PIPE, env=dict(os.environ, **GIT_ENV))
     if proc.returncode != 0:
         part.unlink(missing_ok=True)
-        raise FetchError(f"{source.url}: git archive failed: {proc.stderr.decode(errors='replace').strip()}")
+        raise FetchError(f"{source.url}: git archive failed: {proc.stderr.decode(errors='replace').strip()}",
+                         source.where)
     os.replace(part, out)
     return out

@@ -17,8 +17,9 @@ from urllib3.util.retry import Retry
 from ..errors import FetchError
 
 CONNECT_TIMEOUT = 10
-READ_TIMEOUT = 60
-RESUME_ATTEMPTS = 5
+READ_TIMEOUT = 30
+RESUME_ATTEMPTS = 20     # interrupted transfers that still made progress
+STALLED_ATTEMPTS = 2     # attempts that got no byte at all before giving up on this URL
 CHUNK = 1 << 16
 
 _session: requests.Session | None = None
@@ -31,7 +32,9 @@ class NotFound(FetchError):
 def session() -> requests.Session:
     global _session
     if _session is None:
-        retry = Retry(total=3, connect=3, read=2, status=3, backoff_factor=0.5,
+        # read=0: a server that accepts and then says nothing is given up on by
+        # the loop below, which knows whether any byte arrived.
+        retry = Retry(total=3, connect=3, read=0, status=3, backoff_factor=0.5,
                       status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
                       raise_on_status=False)
         s = requests.Session()
@@ -45,10 +48,21 @@ def session() -> requests.Session:
 
 
 def download(url: str, part: Path, progress: bool = True, label: str | None = None) -> None:
-    """Download ``url`` into ``part``, appending to what an earlier attempt left there."""
+    """Download ``url`` into ``part``, appending to what an earlier attempt left there.
+
+    ``file://`` URLs are copied: an archive or mirror may be a local directory."""
     from tqdm import tqdm
 
-    attempt = 0
+    if url.startswith("file:"):
+        import shutil
+        from urllib.parse import unquote, urlsplit
+        path = Path(unquote(urlsplit(url).path))
+        if not path.is_file():
+            raise NotFound(f"{url}: no such file")
+        shutil.copyfile(path, part)
+        return
+
+    resumes = stalled = 0
     bar = None
     try:
         while True:
@@ -83,13 +97,16 @@ def download(url: str, part: Path, progress: bool = True, label: str | None = No
                 raise
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     requests.exceptions.ContentDecodingError) as exc:
-                attempt += 1
                 progressed = part.exists() and part.stat().st_size > have
-                if not progressed and (attempt >= RESUME_ATTEMPTS or _is_connect_failure(exc)):
-                    raise FetchError(f"{url}: {_short(exc)}") from None
-                if attempt >= RESUME_ATTEMPTS * 4:
-                    raise FetchError(f"{url}: gave up after {attempt} interrupted transfers: {_short(exc)}") from None
-                time.sleep(min(0.2 * 2 ** min(attempt, 5), 5))
+                if progressed:
+                    resumes += 1
+                    if resumes > RESUME_ATTEMPTS:
+                        raise FetchError(f"{url}: gave up after {resumes} interrupted transfers: {_short(exc)}") from None
+                else:
+                    stalled += 1
+                    if stalled >= STALLED_ATTEMPTS or _is_connect_failure(exc):
+                        raise FetchError(f"{url}: {_short(exc)}") from None
+                time.sleep(min(0.2 * 2 ** min(resumes + stalled, 5), 5))
             except requests.RequestException as exc:
                 raise FetchError(f"{url}: {_short(exc)}") from None
     finally:

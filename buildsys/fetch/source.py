@@ -56,7 +56,7 @@ class FetchConfig:
     mirrors: list[str] = field(default_factory=lambda: list(DEFAULT_MIRRORS))
     offline: bool = False
     debian_archive: str | None = None
-    progress: bool = True
+    progress: bool = False          # byte bars (on a terminal only); the CLI turns them on
 
     def __post_init__(self):
         self.dl_dir = Path(self.dl_dir)
@@ -75,4 +75,4 @@ class FetchConfig:
         if env.get("BUILDSYS_OFFLINE"):
             offline = env["BUILDSYS_OFFLINE"].lower() not in ("0", "no", "false", "")
         archive = env.get("BUILDSYS_DEBIAN_ARCHIVE") or settings.get("debian_archive")
-        return cls(Path(dl_dir), premirrors, mirrors, offline, archive)
+        return cls(Path(dl_dir), premirrors, mirrors, offline, archive, progress=True)

@@ -168,22 +168,30 @@ def _unpack_zip(path: Path, dest: Path, source: Source) -> None:
             name = _stripped(info.filename, source.strip)
             if name is None:
                 continue
+            kind = stat.S_IFMT(mode)    # 0: a zip from a non-Unix tool, a plain file
             if stat.S_ISLNK(mode):
                 target = z.read(info).decode()
                 _check_link(path.name, name, target, hard=False)
-            elif mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            elif kind and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise UnpackError(f"{path.name}: member '{info.filename}' is a device or special file")
             plan.append((info, name, mode))
+        real_dest = os.path.realpath(dest)
         for info, name, mode in plan:
             out = dest / name
             real_parent = os.path.realpath(out.parent)
-            if os.path.commonpath([real_parent, os.path.realpath(dest)]) != os.path.realpath(dest):
+            if os.path.commonpath([real_parent, real_dest]) != real_dest:
                 raise UnpackError(f"{path.name}: member '{info.filename}' would be written through a link outside the tree")
             if info.is_dir():
                 out.mkdir(parents=True, exist_ok=True)
             elif stat.S_ISLNK(mode):
                 out.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(z.read(info).decode(), out)
+                target = z.read(info).decode()
+                # Resolved against what is already written: a chain of links
+                # that each look harmless must not lead outside.
+                if os.path.commonpath([os.path.realpath(out.parent / target), real_dest]) != real_dest:
+                    raise UnpackError(f"{path.name}: link '{info.filename}' points outside the tree ('{target}')",
+                                      hint=_HOSTILE)
+                os.symlink(target, out)
             else:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with z.open(info) as src, open(out, "wb") as dst:
