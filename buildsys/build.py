@@ -284,7 +284,8 @@ class Session:
         meta = {"pn": recipe.pn, "name": recipe.name, "version": recipe.version, "variant": recipe.variant,
                 "signature": self.sigs[recipe.pn], "license": recipe.get("license"),
                 "sources": [{k: v for k, v in s.items() if k in ("url", "sha256", "git", "rev")}
-                            if "file" not in s else {"file": s["file"].layer_relative}
+                            if "file" not in s else {"file": s["file"].layer_relative,
+                                                     "sha256": signature.file_hash(s["file"].path)}
                             for s in recipe.get("sources", [])]}
         if sde is not None:
             meta["source_date_epoch"] = sde
