@@ -6,6 +6,7 @@ error (one line), 3 an internal bug (traceback).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import traceback
@@ -64,6 +65,11 @@ def main(argv=None) -> int:
         print(f"buildsys: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    # A run builds millions of long-lived objects (parsed recipes, graphs) and
+    # frees few: with the default thresholds the cyclic GC rescans them all
+    # again and again, half the time of parsing 10,000 recipes.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     # Files buildsys itself writes (packages, images) get the same modes
     # whatever the caller's umask: part of "same inputs, same bytes".
     os.umask(0o022)
@@ -90,4 +96,8 @@ def main(argv=None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    status = main()
+    # The process ends here: spare the cyclic GC its final walk over every
+    # object still alive (graphs hold cycles), half a second for 10,000 recipes.
+    gc.freeze()
+    sys.exit(status)

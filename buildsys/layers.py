@@ -8,6 +8,7 @@ from pathlib import Path
 from . import schema, yamlio
 from .errors import UserError, Where
 from .model import Layer
+from .parsecache import ParseCache
 
 PROJECT_FILE = "buildsys.yaml"
 LOCAL_FILE = "local.yaml"
@@ -33,6 +34,9 @@ class Project:
     append_files: dict[str, list[tuple[Layer, Path]]] = field(default_factory=dict)
     board_files: dict[str, list[tuple[Layer, Path]]] = field(default_factory=dict)
     input_files: list[Path] = field(default_factory=list)  # every YAML file read or to be read
+    # Recipe and append files are loaded through this; the workspace points it
+    # at the build directory's cache (default: no cache, just parse).
+    parse_cache: ParseCache = field(default_factory=ParseCache)
 
 
 def _load_settings(root: Path) -> dict:

@@ -2,7 +2,6 @@
 overrides, defaults, variables, providers and dependencies."""
 from __future__ import annotations
 
-import copy
 import platform
 from pathlib import Path
 
@@ -46,7 +45,12 @@ def load_board(project: Project, name: str, where: Where | None = None) -> Board
 
 
 class Resolver:
-    """Resolves recipes for one board.  Results are memoized per (name, variant)."""
+    """Resolves recipes for one board.  Results are memoized per (name, variant).
+
+    Every recipe and append file is parsed in one pass when the first is
+    needed (through the project's parse cache, which is then saved); a file's
+    parse error is kept and raised only when that file is used, as before.
+    """
 
     def __init__(self, project: Project, board: Board):
         self.project = project
@@ -54,46 +58,97 @@ class Resolver:
         self._raw: dict[str, tuple[Layer, Path, yamlio.Map]] = {}
         self._resolved: dict[tuple[str, str], Recipe] = {}
         self._providers: dict[str, list[str]] | None = None
+        self._parsed: dict[str, yamlio.Map | UserError] | None = None
+        self._class_tables: dict[type, tuple[dict, list]] = {}
+        self._classes: dict[str, type[BuildClass]] = {}
+        self._board_vars: dict[str, dict[str, str]] = {}
 
     # --- files ----------------------------------------------------------------
+    def _parse_all(self) -> dict:
+        if self._parsed is None:
+            paths = []
+            for name, candidates in self.project.recipe_files.items():
+                try:
+                    paths.append(str(_pick(candidates, "recipe", name)[1]))
+                except UserError:
+                    pass  # raised again, unchanged, when the recipe is used
+            for candidates in self.project.append_files.values():
+                paths += [str(path) for _, path in candidates]
+            cache = self.project.parse_cache
+            parsed: dict[str, yamlio.Map | UserError] = {}
+            for path in paths:
+                try:
+                    parsed[path] = cache.load(path)
+                except UserError as exc:
+                    parsed[path] = exc
+            cache.save()
+            self._parsed = parsed
+        return self._parsed
+
+    def _load(self, path: Path) -> yamlio.Map:
+        tree = self._parse_all().get(str(path))
+        if tree is None:  # not a file the project indexed
+            tree = self.project.parse_cache.load(path)
+        if isinstance(tree, UserError):
+            raise tree
+        return tree
+
     def raw(self, name: str) -> tuple[Layer, Path, yamlio.Map]:
-        if name not in self._raw:
+        found = self._raw.get(name)
+        if found is None:
             layer, path = _pick(self.project.recipe_files[name], "recipe", name)
-            data = yamlio.load(path)
+            data = self._load(path)
             schema.check_format(data, "recipe")
             if "name" not in data:
                 raise UserError("missing required key 'name'", data.where())
             if str(data["name"]) != name:
                 raise UserError(f"recipe name '{data['name']}' does not match its file name '{name}.yaml'",
                                 data.where("name"))
-            self._raw[name] = (layer, path, data)
-        return self._raw[name]
+            found = self._raw[name] = (layer, path, data)
+        return found
 
     def names(self) -> list[str]:
         return sorted(self.project.recipe_files)
 
     # --- one recipe -----------------------------------------------------------
-    def recipe(self, name: str, variant: str = "target", where: Where | None = None) -> Recipe:
-        key = (name, variant)
-        if key not in self._resolved:
-            self._resolved[key] = self._resolve(name, variant, where)
-        return self._resolved[key]
+    def recipe(self, name: str, variant: str = "target", where=None) -> Recipe:
+        """``where`` (for the error when the variant is missing) may be a callable."""
+        found = self._resolved.get((name, variant))
+        if found is None:
+            found = self._resolved[(name, variant)] = self._resolve(name, variant, where)
+        return found
 
-    def _resolve(self, name: str, variant: str, where: Where | None) -> Recipe:
+    def _class_table(self, build_class: type[BuildClass]) -> tuple[dict, list]:
+        """The keys a class's recipes accept, and the defaults to fill in (in
+        that order): the same for every recipe of the class, so built once."""
+        table = self._class_tables.get(build_class)
+        if table is None:
+            params = dict(schema.RECIPE_KEYS)
+            params.update(build_class.params)
+            defaults = [(key, param.default, _plain(param.default)) for key, param in params.items()
+                        if param.default is not None and key not in schema.META_KEYS]
+            table = self._class_tables[build_class] = (params, defaults)
+        return table
+
+    def _resolve(self, name: str, variant: str, where) -> Recipe:
         layer, path, data = self.raw(name)
         appends = []
-        for alayer, apath in sorted(self.project.append_files.get(name, ()), key=lambda lp: (lp[0].priority, str(lp[1]))):
-            adata = yamlio.load(apath)
-            schema.check_format(adata, "append")
-            appends.append((alayer, apath, adata))
+        append_files = self.project.append_files.get(name)
+        if append_files:
+            for alayer, apath in sorted(append_files, key=lambda lp: (lp[0].priority, str(lp[1]))):
+                adata = self._load(apath)
+                schema.check_format(adata, "append")
+                appends.append((alayer, apath, adata))
         class_name = data.get("class", "script")
-        class_where = data.where("class")
+        class_block = data
         for _, _, adata in appends:
             if "class" in adata:
-                class_name, class_where = adata["class"], adata.where("class")
-        build_class = classes.get(class_name, class_where)
-        params = dict(schema.RECIPE_KEYS)
-        params.update(build_class.params)
+                class_name, class_block = adata["class"], adata
+        build_class = self._classes.get(class_name) if class_name.__class__ is str else None
+        if build_class is None:
+            build_class = classes.get(class_name, class_block.where("class"))
+            self._classes[class_name] = build_class
+        params, defaults = self._class_table(build_class)
 
         values: dict = {}
         history: dict[str, list[HistoryEntry]] = {}
@@ -107,15 +162,31 @@ class Resolver:
                 raise UserError(f"unknown variant '{v}'", data.where("variants"), hint="target or native")
         if variant not in variants:
             raise UserError(f"recipe '{name}' has no {variant} variant (variants: {', '.join(variants)})",
-                            where or data.where(), hint=f"add '{variant}' to variants: in {path}")
+                            _as_where(where) or data.where(), hint=f"add '{variant}' to variants: in {path}")
 
+        blocks = [(data, str(layer.path))] + [(adata, str(alayer.path)) for alayer, _, adata in appends]
+        if any("overrides" in block for block, _ in blocks):
+            self._apply_overrides(values, history, params, blocks, variant)
+
+        plain_defaults = set()   # filled with values expansion would only copy
+        for key, default, plain in defaults:
+            if key not in values:
+                values[key] = list(default) if isinstance(default, list) else (
+                    dict(default) if isinstance(default, dict) else default)
+                if plain:
+                    plain_defaults.add(key)
+        values["class"] = class_name
+        recipe = Recipe(name, variant, layer, path, values, history, tuple(p for _, p, _ in appends))
+        self._expand(recipe, plain_defaults)
+        return recipe
+
+    def _apply_overrides(self, values, history, params, blocks, variant: str) -> None:
         arch = HOST_ARCH if variant == "native" else self.board.arch
         selectors = [f"arch:{arch}"]
         if variant == "target":
             selectors.append(f"board:{self.board.name}")
         else:
             selectors.append("native")
-        blocks = [(data, str(layer.path))] + [(adata, str(alayer.path)) for alayer, _, adata in appends]
         for block, root in blocks:
             overrides = block.get("overrides")
             if overrides is None:
@@ -134,39 +205,31 @@ class Resolver:
                 if sel in overrides:
                     apply_block(values, history, overrides[sel], params, sel, root)
 
-        for key, param in params.items():
-            if key not in values and param.default is not None and key not in schema.META_KEYS:
-                default = param.default
-                values[key] = list(default) if isinstance(default, list) else (
-                    dict(default) if isinstance(default, dict) else default)
-        values["class"] = class_name
-        recipe = Recipe(name, variant, layer, path, values, history, tuple(p for _, p, _ in appends))
-        self._expand(recipe)
-        return recipe
-
     def variables(self, recipe: Recipe) -> dict[str, str]:
         native = recipe.variant == "native"
-        return {
-            "name": recipe.name,
-            "pn": recipe.pn,
-            "version": recipe.version,
-            "arch": HOST_ARCH if native else self.board.arch,
-            "board": "native" if native else self.board.name,
-            "kernel_arch": "x86" if native else self.board.kernel_arch,
-            "cross_compile": "" if native else self.board.cross_prefix,
-            "destdir": SANDBOX_DEST,
-            "S": SANDBOX_SRC,
-            "B": SANDBOX_OBJ,
-            "sysroot": SANDBOX_SYSROOT,
-            "native": SANDBOX_NATIVE,
-        }
+        board_vars = self._board_vars.get(recipe.variant)
+        if board_vars is None:  # the same for every recipe of this variant
+            board_vars = self._board_vars[recipe.variant] = {
+                "arch": HOST_ARCH if native else self.board.arch,
+                "board": "native" if native else self.board.name,
+                "kernel_arch": "x86" if native else self.board.kernel_arch,
+                "cross_compile": "" if native else self.board.cross_prefix,
+                "destdir": SANDBOX_DEST,
+                "S": SANDBOX_SRC,
+                "B": SANDBOX_OBJ,
+                "sysroot": SANDBOX_SYSROOT,
+                "native": SANDBOX_NATIVE,
+            }
+        return {"name": recipe.name, "pn": recipe.pn, "version": recipe.version, **board_vars}
 
-    def _expand(self, recipe: Recipe) -> None:
+    def _expand(self, recipe: Recipe, skip=frozenset()) -> None:
         variables = self.variables(recipe)
-        for key in list(recipe.values):
-            if key == "version":
-                continue
-            recipe.values[key] = expand_value(recipe.values[key], variables, recipe.where(key), schema.suggest)
+        values = recipe.values
+        for key, value in list(values.items()):
+            if key == "version" or key in skip or (value.__class__ is str and "${" not in value):
+                continue  # nothing to expand: keep the very same value
+            # The position is only worked out for an error: most values have none.
+            values[key] = expand_value(value, variables, lambda key=key: recipe.where(key), schema.suggest)
 
     # --- providers and dependencies -------------------------------------------
     def providers(self) -> dict[str, list[str]]:
@@ -193,15 +256,12 @@ class Resolver:
 
         ``where`` may be a callable: positions are only worked out for errors."""
         variant = requester.variant
-        if callable(where):
-            where_fn = where
-            where = _Lazy(where_fn)
         name = dep
         if dep.endswith("-native"):
             name, variant = dep[: -len("-native")], "native"
         if name.startswith("virtual/"):
             if variant == "native":
-                raise UserError(f"virtual dependency '{dep}' in a native build", where,
+                raise UserError(f"virtual dependency '{dep}' in a native build", _as_where(where),
                                 hint="native recipes name their native dependencies directly")
             name = self._provider(name, requester, where)
         elif name not in self.project.recipe_files:
@@ -209,11 +269,11 @@ class Resolver:
                 name = self._provider(name, requester, where)
             else:
                 known = list(self.project.recipe_files) + [n + "-native" for n in self.project.recipe_files]
-                raise UserError(f"{requester.pn}: unresolved dependency '{dep}'", where,
+                raise UserError(f"{requester.pn}: unresolved dependency '{dep}'", _as_where(where),
                                 hint=schema.suggest(dep, known) or "no recipe or provider has this name")
         return self.recipe(name, variant, where)
 
-    def _provider(self, virtual: str, requester: Recipe, where: Where) -> str:
+    def _provider(self, virtual: str, requester: Recipe, where) -> str:
         candidates = self.providers().get(virtual, [])
         preferred = (self.board.get("preferred_providers") or {}).get(virtual)
         if preferred:
@@ -225,27 +285,31 @@ class Resolver:
         if len(candidates) == 1:
             return candidates[0]
         if not candidates:
-            raise UserError(f"{requester.pn}: nothing provides '{virtual}'", where,
+            raise UserError(f"{requester.pn}: nothing provides '{virtual}'", _as_where(where),
                             hint=schema.suggest(virtual, self.providers()) or
                             f"add a recipe with provides: [{virtual}]")
         raise UserError(f"{requester.pn}: several recipes provide '{virtual}': {', '.join(sorted(candidates))}",
-                        where, hint=f"set preferred_providers: {{{virtual}: ...}} in {self.board.path}")
+                        _as_where(where), hint=f"set preferred_providers: {{{virtual}: ...}} in {self.board.path}")
 
     def build_class(self, recipe: Recipe) -> BuildClass:
-        return classes.get(recipe.class_name, recipe.where("class"))()
+        cls = self._classes.get(recipe.class_name)
+        if cls is None:
+            cls = self._classes[recipe.class_name] = classes.get(recipe.class_name, recipe.where("class"))
+        return cls()
 
     def depends(self, recipe: Recipe) -> list[Recipe]:
         """Build-time dependencies, including the class's implicit ones."""
-        names: list[tuple[str, Where]] = []
+        names: list[tuple[str, object]] = []   # (name, position or a callable giving it)
         build_class = self.build_class(recipe)
+        class_where = lambda: recipe.where("class")  # noqa: E731 -- only for errors
         if recipe.variant == "target":
             implicit = [d for d in build_class.implicit_depends if d != "virtual/toolchain"]
             wants = recipe.values.get("toolchain")
             if wants or (wants is None and "virtual/toolchain" in build_class.implicit_depends):
                 implicit.append("virtual/toolchain")
-            names += [(d, recipe.where("class")) for d in implicit]
+            names += [(d, class_where) for d in implicit]
         elif recipe.variant == "native":
-            names += [(d, recipe.where("class")) for d in getattr(build_class, "native_implicit_depends", ())]
+            names += [(d, class_where) for d in getattr(build_class, "native_implicit_depends", ())]
         names += [(d, self._item_where_fn(recipe, "depends", d)) for d in recipe.get("depends", [])]
         for d in build_class.build_depends(recipe, self.board):
             names.append((d, self._item_where_fn(recipe, "packages", d)))
@@ -293,11 +357,38 @@ class Resolver:
         return recipe.where(key)
 
 
+def _plain(default) -> bool:
+    """Whether expanding a copy of this class default would only copy it again:
+    no ``${`` in it and nothing nested (then the copy made when filling it in is
+    the same as the expanded one)."""
+    if isinstance(default, str):
+        return "${" not in default
+    if isinstance(default, list):
+        return all(item.__class__ is str and "${" not in item for item in default)
+    if isinstance(default, dict):
+        return all(item.__class__ is str and "${" not in item for item in default.values())
+    return isinstance(default, (int, float, type(None)))
+
+
 class _Lazy:
-    """A position worked out when first printed (errors only)."""
+    """A position worked out when first used (errors only); reads like a Where."""
 
     def __init__(self, fn):
         self._fn = fn
+        self._where = None
+
+    def _get(self) -> Where:
+        if self._where is None:
+            self._where = self._fn()
+        return self._where
+
+    def __getattr__(self, name):  # path, line, col
+        return getattr(self._get(), name)
 
     def __str__(self) -> str:
-        return str(self._fn())
+        return str(self._get())
+
+
+def _as_where(where):
+    """A Where (or None) from a Where, None or a callable giving one."""
+    return _Lazy(where) if callable(where) else where

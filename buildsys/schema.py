@@ -99,6 +99,8 @@ def suggest(word: str, choices) -> str | None:
 
 def check_type(value, param: Param, where) -> object:
     """Return the value, coerced where YAML is ambiguous (a version 1.0 is a float)."""
+    if value.__class__ is str and (param.kind == "str" or param.kind == "file"):
+        return value  # the common case, first
     if value is None or param.kind == "any":
         return value
     if param.kind in ("str", "file") and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -112,6 +114,8 @@ def check_type(value, param: Param, where) -> object:
         raise UserError(f"expected {_TYPE_NAMES[param.kind]}, got {got}", where)
     if param.kind in ("list", "files"):
         for i, item in enumerate(value):
+            if item.__class__ is str:
+                continue
             if isinstance(item, (int, float)) and not isinstance(item, bool):
                 value[i] = str(item)
             elif not isinstance(item, str):

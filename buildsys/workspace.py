@@ -7,6 +7,7 @@ from pathlib import Path
 from .errors import UserError, Where
 from .executor import BuildPaths
 from .layers import PROJECT_FILE, Project, find_project, load_project
+from .parsecache import ParseCache
 from .resolve import Resolver, load_board
 
 
@@ -24,6 +25,7 @@ class Workspace:
             dl=Path(environ.get("BUILDSYS_DL_DIR") or build / "downloads").absolute(),
             cache=environ.get("BUILDSYS_CACHE_DIR") or self.project.settings.get("cache") or str(build / "cache"),
         )
+        self.project.parse_cache = ParseCache.for_build_dir(build, environ)
         if not self.paths.cache.startswith(("http://", "https://")):
             self.paths.cache = str(Path(self.paths.cache).absolute())
         self.board_name = getattr(args, "board", None) or self.project.settings["default_board"]
