@@ -204,9 +204,14 @@ class Session:
                 epoch = source_date_epoch(local)
                 if epoch:
                     epochs.append(epoch)
+        (paths.work / "source-date-epoch.from-deps").unlink(missing_ok=True)
         sde = recipe.get("source_date_epoch")
         if sde is None:
             sde = max(epochs) if epochs else self._deps_epoch(recipe)
+            if not epochs:
+                # Unpack may run before the dependencies are packaged:
+                # configure computes the epoch again, once they all are.
+                (paths.work / "source-date-epoch.from-deps").touch()
         (paths.work / "source-date-epoch").write_text(str(int(sde)))
         with open(log_path, "a") as log:
             log.write(f"SOURCE_DATE_EPOCH={sde}\n")
@@ -233,6 +238,11 @@ class Session:
         return None
 
     def _task_configure(self, recipe, paths, log_path):
+        if (paths.work / "source-date-epoch.from-deps").is_file():
+            sde = self._deps_epoch(recipe)
+            (paths.work / "source-date-epoch").write_text(str(int(sde)))
+            with open(log_path, "a") as log:
+                log.write(f"SOURCE_DATE_EPOCH={sde} (the newest dependency's)\n")
         # Staging: the dependencies' installed trees, merged, read-only in the sandbox.
         clean_dir(paths.sysroot)
         clean_dir(paths.native)

@@ -29,11 +29,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 from pathlib import Path
 
 from .. import rootfs
 from ..errors import BuildError, UserError
-from ..image import disk, gpt, squashfs, vfat
+from ..image import disk, gpt, mbr, squashfs, vfat
 from .base import SANDBOX_OBJ, BuildClass, Param
 
 DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
@@ -73,7 +74,7 @@ class Image(BuildClass):
     def signature_extra(self, recipe, board):
         # The disk layout and console are board settings the output depends on.
         return {"board": board.name, "arch": board.arch, "disk": _plain(board.get("disk")),
-                "console": board.get("console")}
+                "console": board.get("console"), "boot": _plain(board.get("boot"))}
 
     def run(self, task, ctx):
         steps = ctx.recipe.get("steps") or {}
@@ -92,7 +93,14 @@ class Image(BuildClass):
             if (obj / sub).exists():
                 shutil.rmtree(obj / sub)
         (obj / "parts").mkdir(parents=True)
-        _, align, specs = disk.parse_layout(board.get("disk"), board.name)
+        table, align, specs = disk.parse_layout(board.get("disk"), board.name)
+        root_index = next(i for i, s in enumerate(specs) if s.filesystem == "squashfs")
+        if table == "mbr":
+            signature = mbr.disk_signature(board.name)
+            root_id = mbr.partuuid(signature, root_index + 1)
+        else:
+            root_id = str(gpt.partition_guid(board.name, specs[root_index].name))
+        variables = self.text_variables(board, root_id)
 
         squash = self.make_rootfs(ctx, obj, sde)
         shutil.copyfile(squash, dest / f"{stem}.squashfs")
@@ -102,19 +110,37 @@ class Image(BuildClass):
             if spec.filesystem == "squashfs":
                 contents[spec.name] = squash
             elif spec.filesystem == "vfat":
-                contents[spec.name] = self.make_vfat(ctx, spec, obj, dest, sde, stem, align)
+                contents[spec.name] = self.make_vfat(ctx, spec, obj, dest, sde, stem, align, variables)
             else:
                 contents[spec.name] = None
-
-        sizes = [(s.name, gpt.type_guid(s.type, board.arch), gpt.partition_guid(board.name, s.name),
-                  max(s.min_size, os.path.getsize(contents[s.name]) if contents[s.name] else 0)) for s in specs]
-        parts, total = gpt.plan(sizes, align)
-        root = next(p for p, s in zip(parts, specs) if s.filesystem == "squashfs")
-        self.check_kernel_cmdline(ctx, root.guid)
+        sizes = {s.name: max(s.min_size, os.path.getsize(contents[s.name]) if contents[s.name] else 0) for s in specs}
+        self.check_kernel_cmdline(ctx, root_id)
+        pow2 = disk.power_of_two(board.get("disk"))
+        if table == "mbr":
+            parts, total = mbr.plan([(mbr.type_byte(s.type), sizes[s.name], s.bootable) for s in specs], align)
+            total = _pow2(total) if pow2 else total
+            disk.assemble_mbr(dest / f"{stem}.img", signature,
+                              [(p, contents[s.name]) for p, s in zip(parts, specs)], total)
+            ctx.log(f"disk {stem}.img: {total * mbr.SECTOR} bytes, MBR signature {signature:08x}, " + ", ".join(
+                f"{s.name} {p.sectors * mbr.SECTOR} bytes at {p.first_lba * mbr.SECTOR} (type {p.type:#04x})"
+                for p, s in zip(parts, specs)))
+            return
+        gsizes = [(s.name, gpt.type_guid(s.type, board.arch), gpt.partition_guid(board.name, s.name), sizes[s.name])
+                  for s in specs]
+        parts, total = gpt.plan(gsizes, align)
+        total = _pow2(total) if pow2 else total
         table = disk.assemble(dest / f"{stem}.img", gpt.disk_guid(r.name, board.name),
                               [(p, contents[s.name]) for p, s in zip(parts, specs)], total)
         ctx.log(f"disk {stem}.img: {total * gpt.SECTOR} bytes, " + ", ".join(
             f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in table.partitions))
+
+    @staticmethod
+    def text_variables(board, root_id: str) -> dict[str, str]:
+        """${...} values for the partitions' ``text`` files."""
+        variables = {"root": f"PARTUUID={root_id}", "root_partuuid": root_id, "console": board.get("console") or ""}
+        cmdline = (board.get("boot") or {}).get("cmdline", "")
+        variables["cmdline"] = _substitute(str(cmdline), variables, "boot: cmdline")
+        return variables
 
     def make_rootfs(self, ctx, obj: Path, sde: int) -> Path:
         r = ctx.recipe
@@ -126,6 +152,7 @@ class Image(BuildClass):
             entries += rootfs.permission_entries(rec.pn, rec.get("permissions"), rec.where("permissions")
                                                  if hasattr(rec, "where") else None)
         rootfs.check_entries(tree, entries)
+        check_elves(tree, ctx.board.arch)
         all_root = all(e.uid == 0 and e.gid == 0 for e in entries)
         if not all_root:
             entries = rootfs.full_table(tree, entries)
@@ -142,8 +169,16 @@ class Image(BuildClass):
         ctx.run(argv, env=squashfs.env(sde), cwd=SANDBOX_OBJ)
         return out
 
-    def make_vfat(self, ctx, spec, obj: Path, dest: Path, sde: int, stem: str, align: int) -> Path:
+    def make_vfat(self, ctx, spec, obj: Path, dest: Path, sde: int, stem: str, align: int,
+                  variables: dict[str, str] | None = None) -> Path:
         staged, sizes = {}, []
+        for i, (fs_path, template) in enumerate(sorted(spec.text.items())):
+            copy = obj / "boot-files" / f"text-{i}-{Path(fs_path).name}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(_substitute(template, variables or {}, f"partition {spec.name}: {fs_path}"))
+            os.utime(copy, (sde, sde))
+            staged[fs_path] = f"{SANDBOX_OBJ}/boot-files/{copy.name}"
+            sizes.append(copy.stat().st_size)
         for i, (fs_path, src) in enumerate(sorted(spec.files.items())):
             recipe_name, rel = src.split(":", 1)
             found = ctx.packages([recipe_name])
@@ -160,17 +195,24 @@ class Image(BuildClass):
             os.utime(copy, (sde, sde))
             staged[fs_path] = f"{SANDBOX_OBJ}/boot-files/{copy.name}"
             sizes.append(copy.stat().st_size)
-            if not (dest / host.name).exists():
-                shutil.copyfile(host, dest / host.name)     # the kernel beside the disk, for -kernel boots
-        sectors = max(vfat.size_sectors(sizes, len(vfat.directories(staged))), -(-spec.min_size // vfat.SECTOR))
+            if recipe_name in DEFAULT_BOOT_RECIPES and not (dest / host.name).exists():
+                # The kernel (and dtbs) beside the disk, for -kernel boots.
+                shutil.copyfile(host, dest / host.name)
+        root_sectors = vfat.root_dir_sectors(staged)
+        sectors = max(vfat.size_sectors(sizes, len(vfat.directories(staged)), root_sectors),
+                      -(-spec.min_size // vfat.SECTOR))
         # The partition is rounded up to the alignment anyway: let the filesystem fill it.
         sectors = gpt.align_up(sectors, align // gpt.SECTOR)
         image = f"{SANDBOX_OBJ}/parts/{spec.name}.vfat"
-        for argv in vfat.argvs(image, staged, sectors, spec.label, vfat.serial_for(f"{stem}/{spec.name}")):
+        # Zero-filled beforehand: mformat -C leaves garbage in the last sector (vfat.argvs).
+        with open(obj / "parts" / f"{spec.name}.vfat", "wb") as f:
+            f.truncate(sectors * vfat.SECTOR)
+        for argv in vfat.argvs(image, staged, sectors, spec.label, vfat.serial_for(f"{stem}/{spec.name}"),
+                               root_sectors=root_sectors, create=False):
             ctx.run(argv, env=vfat.env(sde), cwd=SANDBOX_OBJ)
         return obj / "parts" / f"{spec.name}.vfat"
 
-    def check_kernel_cmdline(self, ctx, root_guid) -> None:
+    def check_kernel_cmdline(self, ctx, root_id) -> None:
         """A kernel that names its root by PARTUUID must name ours: fail at build
         time rather than with "VFS: Unable to mount root fs" at boot."""
         if not set(DEFAULT_BOOT_RECIPES) <= set(self.build_depends(ctx.recipe, ctx.board)):
@@ -182,11 +224,78 @@ class Image(BuildClass):
             m = re.search(r'^CONFIG_CMDLINE="(.*)"$', config.read_text(), re.M)
             cmdline = m.group(1) if m else ""
             found = re.search(r"root=PARTUUID=([0-9a-fA-F-]+)", cmdline)
-            if found and found.group(1).lower() != str(root_guid):
+            if found and found.group(1).lower() != str(root_id):
                 raise BuildError(f"{rec.pn}'s built-in command line names root=PARTUUID={found.group(1)}, but "
-                                 f"{ctx.board.name}'s root partition is {root_guid}; fix the kernel's cmdline fragment")
-            console = re.search(r"console=(\w+)", cmdline)
+                                 f"{ctx.board.name}'s root partition is {root_id}; fix the kernel's cmdline fragment")
+            boot_cmdline = self.text_variables(ctx.board, str(root_id))["cmdline"]
+            if cmdline and boot_cmdline and cmdline != boot_cmdline:
+                # QEMU boots the built-in line, the board's boot loader the
+                # board's: they must not drift apart.
+                raise BuildError(f"{rec.pn}'s built-in command line {cmdline!r} differs from {ctx.board.name}'s "
+                                 f"boot: cmdline {boot_cmdline!r}; fix the kernel's cmdline fragment")
+            # The last console= is /dev/console, where the shell runs.
+            consoles = re.findall(r"console=(\w+)", cmdline)
             want = ctx.board.get("console")
-            if console and want and console.group(1) != want:
-                raise BuildError(f"{rec.pn}'s built-in command line uses console={console.group(1)}, "
+            if consoles and want and consoles[-1] != want:
+                raise BuildError(f"{rec.pn}'s built-in command line uses console={consoles[-1]}, "
                                  f"the board {ctx.board.name} says console: {want}")
+
+
+def _pow2(sectors: int) -> int:
+    return 1 << (sectors - 1).bit_length()
+
+
+def _substitute(template: str, variables: dict[str, str], what: str) -> str:
+    def one(m):
+        if m.group(1) not in variables:
+            raise UserError(f"{what}: unknown variable ${{{m.group(1)}}}", hint="known: " + ", ".join(sorted(variables)))
+        return variables[m.group(1)]
+
+    return re.sub(r"\$\{(\w+)\}", one, template)
+
+
+# ELF e_machine of each architecture we build for.
+ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "arm": 40, "riscv64": 243}
+
+
+def check_elves(tree: Path, arch: str) -> None:
+    """Every ELF file in the rootfs is built for the board's architecture, and
+    a dynamically linked one finds its interpreter in the rootfs (a host
+    binary, or a program whose C library nobody installed, fails here rather
+    than as "No working init found" at boot)."""
+    want = ELF_MACHINES.get(arch)
+    for dirpath, _, filenames in os.walk(tree):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            with open(path, "rb") as f:
+                head = f.read(64)
+                # Magic, class 32/64, byte order, version 1: otherwise not an ELF we can judge.
+                if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2) \
+                        or head[6] != 1:
+                    continue
+                rel = "/" + str(path.relative_to(tree))
+                little = head[5] == 1
+                order = "<" if little else ">"
+                machine = struct.unpack_from(order + "H", head, 18)[0]
+                if want is not None and machine != want:
+                    raise BuildError(f"{rel} is an ELF for machine {machine}, not {arch} ({want})")
+                if head[4] != 2:
+                    continue            # 32-bit: no interpreter check
+                phoff, = struct.unpack_from(order + "Q", head, 32)
+                phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
+                for i in range(phnum):
+                    f.seek(phoff + i * phentsize)
+                    ptype, = struct.unpack(order + "I", f.read(4))
+                    if ptype != 3:      # PT_INTERP
+                        continue
+                    f.seek(phoff + i * phentsize + 8)
+                    offset, = struct.unpack(order + "Q", f.read(8))
+                    f.seek(phoff + i * phentsize + 32)
+                    size, = struct.unpack(order + "Q", f.read(8))
+                    f.seek(offset)
+                    interp = f.read(size).rstrip(b"\0").decode(errors="replace")
+                    if not os.path.lexists(tree / interp.lstrip("/")):
+                        raise BuildError(f"{rel} needs the interpreter {interp}, which no package installs; "
+                                         "add the toolchain's C library (e.g. toolchain-aarch64) to packages")

@@ -1,8 +1,18 @@
 """``class: toolchain`` -- an external (pre-installed) compiler providing virtual/toolchain.
 
-Nothing is built; the class checks the compiler is there, records its identity
-(version line and sha256 of the driver binary) in every dependent signature,
-and the install step writes that identity into the package for the manifest.
+Nothing is built; the class checks the compiler is there (and, if the recipe
+says, that it has the expected version and target triplet), records its
+identity (version, target and sha256 of the driver binary) in every dependent
+signature, and the install step writes that identity into the package for the
+manifest.
+
+A cross toolchain also carries the target's C library: ``libc_files`` names
+files under the compiler's sysroot (``<driver> -print-sysroot``, or
+``/usr/<machine>`` for Debian's cross compilers) that the install step copies
+into the package under the same path (e.g. lib/ld-linux-aarch64.so.1,
+lib/libc.so.6).  The package goes into an image only when the image lists it
+(``packages:``) -- as it must when a dynamically linked program is installed;
+the image class refuses an ELF whose interpreter is missing from the rootfs.
 """
 from __future__ import annotations
 
@@ -43,6 +53,8 @@ class Toolchain(BuildClass):
     params = {
         "compiler": Param("str", "gcc", "the compiler driver, without the cross prefix"),
         "expected_version": Param("str", None, "fail unless the compiler has this version (prefix match)"),
+        "expected_machine": Param("str", None, "fail unless -dumpmachine prints this (e.g. aarch64-linux-gnu)"),
+        "libc_files": Param("list", [], "C library files (relative to the toolchain's sysroot) to install"),
     }
 
     def _driver(self, recipe, board) -> str:
@@ -54,7 +66,21 @@ class Toolchain(BuildClass):
         if expected and not ident["version"].startswith(expected):
             raise UserError(f"{ident['driver']} is version {ident['version']}, the recipe expects {expected}",
                             recipe.where("expected_version"))
-        return {"toolchain": ident}
+        machine = recipe.get("expected_machine")
+        if machine and ident["machine"] != machine:
+            raise UserError(f"{ident['driver']} targets {ident['machine']}, the recipe expects {machine}",
+                            recipe.where("expected_machine"), hint="check the board's toolchain: prefix")
+        extra = {"toolchain": ident}
+        if recipe.get("libc_files"):
+            root = sysroot(ident)
+            if not (root / "include/stdio.h").is_file():
+                raise UserError(f"{ident['driver']} has no C library headers in {root}/include", recipe.where(),
+                                hint=f"install libc6-dev for the target (Debian: libc6-dev-<arch>-cross); "
+                                     "scripts/setup-host.sh does")
+            # Static programs link libc.a: it is an input of every target build.
+            names = list(recipe.get("libc_files")) + ["lib/libc.a"]
+            extra["libc"] = {f: _file_sha256(root / f) for f in names}
+        return extra
 
     def run(self, task, ctx):
         if task == "install":
@@ -62,3 +88,25 @@ class Toolchain(BuildClass):
             out.mkdir(parents=True, exist_ok=True)
             ident = identity(self._driver(ctx.recipe, ctx.board))
             (out / f"toolchain-{ctx.recipe.name}.json").write_text(json.dumps(ident, indent=1, sort_keys=True) + "\n")
+            root = sysroot(ident)
+            for rel in ctx.recipe.get("libc_files", []):
+                src = root / rel
+                target = Path(ctx.paths.dest) / rel.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(os.path.realpath(src), target)
+
+
+def sysroot(ident: dict[str, str]) -> Path:
+    """Where the toolchain's target C library lives."""
+    path = subprocess.run([ident["driver"], "-print-sysroot"], capture_output=True, text=True).stdout.strip()
+    if path and path != "/":
+        return Path(path)
+    cross = Path("/usr") / ident["machine"]
+    return cross if cross.is_dir() else Path("/")
+
+
+def _file_sha256(path: Path) -> str:
+    if not path.is_file():
+        raise UserError(f"the toolchain has no {path}", None, hint="check libc_files in the toolchain recipe")
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()

@@ -2,16 +2,23 @@
 whole disk from partition contents.
 
     disk:
-      table: gpt                 # gpt (mbr: see mbr.py, for boards that need it)
+      table: gpt                 # gpt, or mbr (see mbr.py) for firmware that reads nothing else
       align: 4096                # bytes; partitions start on this boundary
+      power_of_two: false        # pad the disk to a power of two (QEMU's SD card model wants it)
       partitions:
         - {name: esp, type: esp, filesystem: vfat,
            files: {/EFI/BOOT/BOOTX64.EFI: "virtual/kernel:boot/bzImage"}}
         - {name: root, type: root, filesystem: squashfs}
 
 ``files`` maps a path in the filesystem to ``<recipe>:<path in its installed
-tree>``.  ``size`` (bytes, or "4MiB"/"512KiB") is a minimum; by default a
-partition is as big as its contents, to keep images small.
+tree>``.  ``text`` maps a path to the file's contents, written by the image
+class with ``${cmdline}`` (the board's ``boot: {cmdline: ...}``),
+``${root}`` (``PARTUUID=...`` of the root partition), ``${root_partuuid}``
+and ``${console}`` replaced.  ``size`` (bytes, or "4MiB"/"512KiB") is a
+minimum; by default a partition is as big as its contents, to keep images
+small.  ``type``: for GPT esp, linux, root (the architecture's root type) or a
+GUID; for MBR fat32-lba, fat16, linux, esp, root (= linux) or a byte such as
+0x0c.  ``bootable: true`` sets the MBR active flag.
 """
 from __future__ import annotations
 
@@ -21,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError, Where
-from . import gpt
+from . import gpt, mbr
 
 FILESYSTEMS = ("vfat", "squashfs", "raw")
+TABLES = ("gpt", "mbr")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?)?\s*$", re.I)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
@@ -36,6 +44,8 @@ class PartSpec:
     files: dict[str, str] = field(default_factory=dict)   # fs path -> "recipe:path"
     min_size: int = 0
     label: str = ""
+    text: dict[str, str] = field(default_factory=dict)    # fs path -> contents (a template)
+    bootable: bool = False
 
 
 def parse_size(value, where=None) -> int:
@@ -53,8 +63,8 @@ def parse_layout(disk, board_name: str, where: Where | None = None) -> tuple[str
         raise UserError(f"board {board_name} has no disk partitions", where,
                         hint="add disk: {table: gpt, partitions: [...]} to the board config")
     table = disk.get("table", "gpt")
-    if table != "gpt":
-        raise UserError(f"disk table '{table}' is not supported by the image class yet", where, hint="gpt")
+    if table not in TABLES:
+        raise UserError(f"unknown disk table '{table}'", where, hint=", ".join(TABLES))
     align = parse_size(disk.get("align", 4096), where)
     if align % gpt.SECTOR:
         raise UserError(f"disk align {align} is not a multiple of {gpt.SECTOR}", where)
@@ -73,11 +83,54 @@ def parse_layout(disk, board_name: str, where: Where | None = None) -> tuple[str
         for dest, src in files.items():
             if ":" not in src:
                 raise UserError(f"partition {p['name']}: file {dest} must come from '<recipe>:<path>', got {src!r}", pw)
-        parts.append(PartSpec(p["name"], str(p.get("type", "linux")), fs, files,
-                              parse_size(p.get("size", 0), pw), str(p.get("label", p["name"]))))
+        text = {str(k): str(v) for k, v in (p.get("text") or {}).items() if not str(k).startswith("_")}
+        both = set(text) & set(files)
+        if both:
+            raise UserError(f"partition {p['name']}: {', '.join(sorted(both))} in both files and text", pw)
+        if (files or text) and fs != "vfat":
+            raise UserError(f"partition {p['name']}: files and text need filesystem: vfat", pw)
+        ptype = str(p.get("type", "linux"))
+        if table == "mbr":
+            try:
+                mbr.type_byte(ptype)
+            except ValueError as e:
+                raise UserError(f"partition {p['name']}: {e}", pw) from None
+        parts.append(PartSpec(p["name"], ptype, fs, files, parse_size(p.get("size", 0), pw),
+                              str(p.get("label", p["name"])), text, bool(p.get("bootable", False))))
     if sum(1 for p in parts if p.filesystem == "squashfs") != 1:
         raise UserError(f"board {board_name}: exactly one partition must hold the root (filesystem: squashfs)", where)
+    if table == "mbr" and len(parts) > 4:
+        raise UserError(f"board {board_name}: an MBR holds at most four partitions", where)
     return table, align, parts
+
+
+def power_of_two(disk) -> bool:
+    return bool((disk or {}).get("power_of_two", False))
+
+
+def assemble_mbr(out: Path, signature: int, contents: list[tuple[mbr.Partition, Path | None]],
+                 total_sectors: int) -> tuple[int, list[mbr.Partition]]:
+    """Write an MBR disk: zeros, each partition's content, the partition
+    sector; read back and verified like the GPT."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.truncate(total_sectors * mbr.SECTOR)
+        for part, src in contents:
+            if src is None:
+                continue
+            size = os.path.getsize(src)
+            if size > part.sectors * mbr.SECTOR:
+                raise ValueError(f"{src} ({size} bytes) does not fit partition {part.first_lba}+{part.sectors}")
+            f.seek(part.first_lba * mbr.SECTOR)
+            with open(src, "rb") as s:
+                while chunk := s.read(1 << 20):
+                    f.write(chunk)
+        mbr.write(f, signature, [p for p, _ in contents])
+    read = mbr.read(tmp)
+    if read != (signature, [p for p, _ in contents]):
+        raise ValueError(f"{out}: the MBR read back differs from the one written")
+    os.replace(tmp, out)
+    return read
 
 
 def assemble(out: Path, disk_guid, contents: list[tuple[gpt.Partition, Path | None]], total_sectors: int) -> gpt.Table:

@@ -12,13 +12,45 @@ import uuid
 from dataclasses import dataclass
 
 SECTOR = 512
-TYPES = {"fat32-lba": 0x0C, "fat16": 0x06, "fat12": 0x01, "linux": 0x83, "esp": 0xEF}
+TYPES = {"fat32-lba": 0x0C, "fat16": 0x06, "fat12": 0x01, "linux": 0x83, "root": 0x83, "esp": 0xEF}
 _ENTRY = struct.Struct("<B3sB3sII")
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "buildsys:mbr")
 
 
-def disk_signature(image: str, board: str) -> int:
-    return int.from_bytes(uuid.uuid5(_NAMESPACE, f"{image}/{board}").bytes[:4], "little")
+def disk_signature(*names: str) -> int:
+    """A 32-bit signature derived from names.  Images call it with the board
+    name alone: the board's kernel names its root as <signature>-02, so every
+    image of the board must have the same one (as gpt.partition_guid)."""
+    return int.from_bytes(uuid.uuid5(_NAMESPACE, "/".join(names)).bytes[:4], "little")
+
+
+def type_byte(kind: str) -> int:
+    """An MBR type by name (TYPES) or as a number such as 0x0c."""
+    if kind in TYPES:
+        return TYPES[kind]
+    try:
+        value = int(kind, 0)
+    except ValueError:
+        raise ValueError(f"unknown MBR partition type '{kind}' (known: {', '.join(TYPES)} or a byte)") from None
+    if not 0 < value < 256:
+        raise ValueError(f"MBR partition type {kind} is not a byte")
+    return value
+
+
+def plan(sizes: list[tuple[int, int, bool]], align_bytes: int) -> tuple[list[Partition], int]:
+    """Place partitions (type byte, size in bytes, bootable) back to back on
+    ``align_bytes`` boundaries (the first one too: LBA 0 is the MBR); return
+    them and the disk size in sectors."""
+    if align_bytes % SECTOR:
+        raise ValueError(f"alignment {align_bytes} is not a multiple of {SECTOR}")
+    step = align_bytes // SECTOR
+    lba = -(-1 // step) * step
+    parts = []
+    for ptype, size, bootable in sizes:
+        sectors = -(-max(size, 1) // align_bytes) * step
+        parts.append(Partition(ptype, lba, sectors, bootable))
+        lba += sectors
+    return parts, lba
 
 
 def partuuid(signature: int, number: int) -> str:

@@ -1,0 +1,72 @@
+"""The board layers without building: per-board kernel choices come from
+appends and overrides (and `buildsys show` says where), the hard-coded
+PARTUUIDs match the disk layouts, and the core works without the layers."""
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from buildsys.image import disk, gpt, mbr
+from buildsys.layers import load_project
+from buildsys.resolve import Resolver, load_board
+from conftest import ROOT, run_buildsys
+
+BOARDS = ("qemu-arm64", "raspberrypi3", "raspberrypi4", "jetson-agx-orin-devkit")
+
+
+@pytest.fixture(scope="module")
+def project():
+    return load_project(ROOT)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_board_resolves_to_an_aarch64_cross_build(project, board):
+    b = load_board(project, board)
+    resolver = Resolver(project, b)
+    linux = resolver.recipe("linux")
+    assert b.arch == "aarch64" and b.cross_prefix == "aarch64-linux-gnu-"
+    assert linux.get("kernel_image") == "Image"
+    names = [Path(f.path).name for f in linux.get("config_fragments")]
+    assert names[:3] == ["base.cfg", "squashfs-xz.cfg", "arm64.cfg"]
+    table, _, parts = disk.parse_layout(b.get("disk"), board)
+    assert sum(p.filesystem == "squashfs" for p in parts) == 1
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_built_in_cmdline_names_the_boards_root(project, board):
+    """The fragments hard-code PARTUUIDs; they must be the ones the image
+    class derives (it checks again at build time)."""
+    b = load_board(project, board)
+    linux = Resolver(project, b).recipe("linux")
+    table, _, parts = disk.parse_layout(b.get("disk"), board)
+    root = next(i for i, p in enumerate(parts) if p.filesystem == "squashfs")
+    want = mbr.partuuid(mbr.disk_signature(board), root + 1) if table == "mbr" else \
+        str(gpt.partition_guid(board, parts[root].name))
+    for frag in linux.get("config_fragments"):
+        m = re.search(r'^CONFIG_CMDLINE=".*root=PARTUUID=([0-9a-f-]+)', Path(frag.path).read_text(), re.M)
+        if m:
+            assert m.group(1) == want, frag.path
+
+
+def test_show_names_the_append_and_its_lines():
+    proc = run_buildsys("--project", ROOT, "show", "linux", "--board", "raspberrypi4", check=0)
+    out = proc.stdout
+    assert "# append: layers/raspberrypi/recipes/linux/linux.append.yaml" in out
+    assert re.search(r"dtbs: \[broadcom/bcm2711-rpi-4-b.dtb\]\n\s+# appended at "
+                     r"layers/raspberrypi/recipes/linux/linux.append.yaml:\d+ \[board:raspberrypi4\]", out)
+    assert re.search(r"appended at recipes/linux/linux.yaml:\d+ \[arch:aarch64\]", out)
+
+
+def test_core_works_without_the_board_layers(tmp_path):
+    copy = tmp_path / "project"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "layers", "tests", "*.egg-info",
+                                                              "__pycache__", ".pytest_cache"))
+    proc = run_buildsys("--project", copy, "show", "linux", "--board", "x86-virtio", check=0)
+    assert "# append:" not in proc.stdout
+    assert "kernel_image: bzImage" in proc.stdout
+    proc = run_buildsys("--project", copy, "recipes", check=0)
+    assert "rpi-firmware" not in proc.stdout
+    assert run_buildsys("--project", copy, "show", "linux", "--board", "raspberrypi3").returncode == 2
+    # The core's own arm64 board stays.
+    run_buildsys("--project", copy, "show", "linux", "--board", "qemu-arm64", check=0)
