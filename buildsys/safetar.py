@@ -33,6 +33,18 @@ def check_name(name: str) -> None:
         raise UnsafeMember(name, "leaves the tree through '..'")
 
 
+def check_symlink(name: str, linkname: str, dest: str) -> None:
+    """A symlink ``name`` -> ``linkname`` must stay inside ``dest``, both as
+    written and as resolved through the links already on disk."""
+    if linkname.startswith("/"):
+        raise UnsafeMember(name, f"is a link to the absolute path '{linkname}'")
+    lexical = posixpath.normpath(posixpath.join(posixpath.dirname(name), linkname))
+    real_dest = os.path.realpath(dest)
+    resolved = os.path.realpath(os.path.join(os.path.dirname(os.path.join(dest, name)), linkname))
+    if lexical == ".." or lexical.startswith("../") or not _inside(resolved, real_dest):
+        raise UnsafeMember(name, f"is a link pointing outside the tree ('{linkname}')")
+
+
 def checked(member: tarfile.TarInfo, dest: str, keep_mode: bool) -> tarfile.TarInfo:
     """A sanitised copy of ``member``, or UnsafeMember."""
     name = member.name
@@ -44,12 +56,7 @@ def checked(member: tarfile.TarInfo, dest: str, keep_mode: bool) -> tarfile.TarI
     if not _inside(os.path.realpath(os.path.dirname(target)), real_dest):
         raise UnsafeMember(name, "would be written through a link that leads outside the tree")
     if member.issym():
-        if member.linkname.startswith("/"):
-            raise UnsafeMember(name, f"is a link to the absolute path '{member.linkname}'")
-        lexical = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
-        if lexical == ".." or lexical.startswith("../") or \
-                not _inside(os.path.realpath(os.path.join(os.path.dirname(target), member.linkname)), real_dest):
-            raise UnsafeMember(name, f"is a link pointing outside the tree ('{member.linkname}')")
+        check_symlink(name, member.linkname, dest)
     if member.islnk():
         check_name(member.linkname)
         if not _inside(os.path.realpath(os.path.join(dest, member.linkname)), real_dest):

@@ -70,8 +70,7 @@ def _check_clashes(sources) -> None:
         if s.is_local:
             continue
         other = seen.setdefault(s.name, s)
-        if other is not s and (other.url, other.sha256, other.rev) != (s.url, s.sha256, s.rev) \
-                and other.sha256 != s.sha256:
+        if other.sha256 != s.sha256:
             raise FetchError(f"two sources would be stored as '{s.name}' in the download dir: {other.url} "
                              f"({other.where or '?'}) and {s.url}", s.where,
                              hint="give one of them a distinct 'name:'")

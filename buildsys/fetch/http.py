@@ -12,6 +12,7 @@ from pathlib import Path
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from ..errors import FetchError
@@ -115,10 +116,14 @@ def download(url: str, part: Path, progress: bool = True, label: str | None = No
 
 
 def _is_connect_failure(exc: Exception) -> bool:
-    # The adapter already retried the connection with backoff; trying again is pointless.
-    return isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ConnectionError)) and \
-        not isinstance(exc, requests.exceptions.ChunkedEncodingError) and "Read timed out" not in str(exc) \
-        and "IncompleteRead" not in str(exc) and "Connection broken" not in str(exc)
+    """Refused, unresolvable, unreachable: the adapter's Retry already tried
+    again with backoff, so this URL is done.  A read that timed out or broke
+    off (the server answered, then went quiet or closed) is for the loop."""
+    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return False
+    inner = exc.args[0] if exc.args else None
+    inner = getattr(inner, "reason", inner)      # MaxRetryError wraps the last error
+    return not isinstance(inner, (ReadTimeoutError, ProtocolError))
 
 
 def _short(exc: Exception) -> str:

@@ -1,16 +1,15 @@
 """Safe extraction of tar and zip archives into a recipe's source tree.
 
-Every member is checked before anything is written: absolute names, ``..``
-components, links that leave the tree and device or fifo members make the
-whole archive an error.  tarfile's ``data`` filter then checks again at
-extraction time against the real file system (it resolves links already
-written), so a chain of individually harmless links cannot escape either.
+Absolute names, ``..`` components, links that leave the tree and device or
+fifo members make the archive an error (checks in ``buildsys/safetar.py``,
+shared with the artifact cache).  Each member is checked just before it is
+written, against the links already on disk, so a chain of individually
+harmless links cannot lead outside either.
 """
 from __future__ import annotations
 
 import io
 import os
-import posixpath
 import shutil
 import stat
 import subprocess
@@ -100,25 +99,6 @@ def _stripped(name: str, strip: int) -> str | None:
     return "/".join(parts[strip:]) if len(parts) > strip else None
 
 
-def _check_name(archive: str, name: str) -> None:
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise UnpackError(f"{archive}: member '{name}' has an absolute path", hint="hostile or broken archive; nothing was extracted")
-    if ".." in name.split("/"):
-        raise UnpackError(f"{archive}: member '{name}' leaves the tree through '..'", hint="hostile or broken archive; nothing was extracted")
-
-
-def _check_link(archive: str, member_name: str, target: str, hard: bool) -> None:
-    """A link's target, resolved lexically from where it lives, must stay inside the tree."""
-    if target.startswith("/"):
-        raise UnpackError(f"{archive}: link '{member_name}' points to the absolute path '{target}'",
-                          hint="hostile or broken archive; nothing was extracted")
-    base = "" if hard else posixpath.dirname(member_name)
-    resolved = posixpath.normpath(posixpath.join(base, target))
-    if resolved == ".." or resolved.startswith("../"):
-        raise UnpackError(f"{archive}: link '{member_name}' points outside the tree ('{target}')",
-                          hint="hostile or broken archive; nothing was extracted")
-
-
 def _renamed(path: Path, tar: tarfile.TarFile, strip: int, newest: list[int]):
     """The members to extract, with ``strip`` leading components dropped (checked by safetar)."""
     for m in tar:
@@ -160,40 +140,43 @@ def _unpack_zip(path: Path, dest: Path, source: Source) -> None:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise UnpackError(f"{path.name}: not a readable zip archive: {exc}") from None
-    with z:
-        plan = []
-        for info in z.infolist():
-            _check_name(path.name, info.filename)
-            mode = info.external_attr >> 16
-            name = _stripped(info.filename, source.strip)
-            if name is None:
-                continue
-            kind = stat.S_IFMT(mode)    # 0: a zip from a non-Unix tool, a plain file
-            if stat.S_ISLNK(mode):
-                target = z.read(info).decode()
-                _check_link(path.name, name, target, hard=False)
-            elif kind and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise UnpackError(f"{path.name}: member '{info.filename}' is a device or special file")
-            plan.append((info, name, mode))
-        real_dest = os.path.realpath(dest)
-        for info, name, mode in plan:
-            out = dest / name
-            real_parent = os.path.realpath(out.parent)
-            if os.path.commonpath([real_parent, real_dest]) != real_dest:
-                raise UnpackError(f"{path.name}: member '{info.filename}' would be written through a link outside the tree")
-            if info.is_dir():
-                out.mkdir(parents=True, exist_ok=True)
-            elif stat.S_ISLNK(mode):
-                out.parent.mkdir(parents=True, exist_ok=True)
-                target = z.read(info).decode()
-                # Resolved against what is already written: a chain of links
-                # that each look harmless must not lead outside.
-                if os.path.commonpath([os.path.realpath(out.parent / target), real_dest]) != real_dest:
-                    raise UnpackError(f"{path.name}: link '{info.filename}' points outside the tree ('{target}')",
-                                      hint=_HOSTILE)
-                os.symlink(target, out)
-            else:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.chmod(out, 0o755 if mode & 0o111 else 0o644)
+    try:
+        with z:
+            _extract_zip(z, dest, source.strip)
+    except safetar.UnsafeMember as exc:
+        raise UnpackError(f"{path.name}: {exc}", hint=_HOSTILE) from None
+
+
+def _extract_zip(z: zipfile.ZipFile, dest: Path, strip: int) -> None:
+    # The same checks as for tar (safetar): names and link targets before
+    # anything is written, link targets again against what is on disk.
+    plan = []
+    for info in z.infolist():
+        safetar.check_name(info.filename)
+        mode = info.external_attr >> 16
+        name = _stripped(info.filename, strip)
+        if name is None:
+            continue
+        kind = stat.S_IFMT(mode)    # 0: a zip from a non-Unix tool, a plain file
+        if stat.S_ISLNK(mode):
+            safetar.check_symlink(name, z.read(info).decode(), str(dest))
+        elif kind and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise safetar.UnsafeMember(info.filename, "is a device, fifo or other special file")
+        plan.append((info, name, mode))
+    real_dest = os.path.realpath(dest)
+    for info, name, mode in plan:
+        out = dest / name
+        if os.path.commonpath([os.path.realpath(out.parent), real_dest]) != real_dest:
+            raise safetar.UnsafeMember(info.filename, "would be written through a link that leads outside the tree")
+        if info.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if stat.S_ISLNK(mode):
+            target = z.read(info).decode()
+            safetar.check_symlink(name, target, str(dest))
+            os.symlink(target, out)
+        else:
+            with z.open(info) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.chmod(out, 0o755 if mode & 0o111 else 0o644)

@@ -23,6 +23,7 @@ GUID; for MBR fat32-lba, fat16, linux, esp, root (= linux) or a byte such as
 from __future__ import annotations
 
 import os
+import shutil
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,48 +109,46 @@ def power_of_two(disk) -> bool:
     return bool((disk or {}).get("power_of_two", False))
 
 
-def assemble_mbr(out: Path, signature: int, contents: list[tuple[mbr.Partition, Path | None]],
-                 total_sectors: int) -> tuple[int, list[mbr.Partition]]:
-    """Write an MBR disk: zeros, each partition's content, the partition
-    sector; read back and verified like the GPT."""
-    tmp = out.with_name(f".{out.name}.tmp")
+def _write_disk(tmp: Path, total_bytes: int, placed: list[tuple[str, int, int, Path | None]], write_table) -> None:
+    """Zeros, then each (label, offset, capacity, content) in place, then the
+    partition table through ``write_table(f)``."""
     with open(tmp, "wb") as f:
-        f.truncate(total_sectors * mbr.SECTOR)
-        for part, src in contents:
+        f.truncate(total_bytes)
+        for label, offset, capacity, src in placed:
             if src is None:
                 continue
             size = os.path.getsize(src)
-            if size > part.sectors * mbr.SECTOR:
-                raise ValueError(f"{src} ({size} bytes) does not fit partition {part.first_lba}+{part.sectors}")
-            f.seek(part.first_lba * mbr.SECTOR)
+            if size > capacity:
+                raise ValueError(f"{src} ({size} bytes) does not fit partition {label}")
+            f.seek(offset)
             with open(src, "rb") as s:
-                while chunk := s.read(1 << 20):
-                    f.write(chunk)
-        mbr.write(f, signature, [p for p, _ in contents])
+                shutil.copyfileobj(s, f, 1 << 20)
+        write_table(f)
+
+
+def assemble_mbr(out: Path, signature: int, contents: list[tuple[mbr.Partition, Path | None]],
+                 total_sectors: int) -> tuple[int, list[mbr.Partition]]:
+    """Write an MBR disk and verify it by reading it back, like the GPT."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    parts = [p for p, _ in contents]
+    _write_disk(tmp, total_sectors * mbr.SECTOR,
+                [(f"{p.first_lba}+{p.sectors}", p.first_lba * mbr.SECTOR, p.sectors * mbr.SECTOR, src)
+                 for p, src in contents],
+                lambda f: mbr.write(f, signature, parts))
     read = mbr.read(tmp)
-    if read != (signature, [p for p, _ in contents]):
+    if read != (signature, parts):
         raise ValueError(f"{out}: the MBR read back differs from the one written")
     os.replace(tmp, out)
     return read
 
 
 def assemble(out: Path, disk_guid, contents: list[tuple[gpt.Partition, Path | None]], total_sectors: int) -> gpt.Table:
-    """Write a disk: zeros, each partition's content at its offset, then the
-    GPT.  The result is read back and verified."""
+    """Write a GPT disk; the result is read back and verified."""
     tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.truncate(total_sectors * gpt.SECTOR)
-        for part, src in contents:
-            if src is None:
-                continue
-            size = os.path.getsize(src)
-            if size > part.sectors * gpt.SECTOR:
-                raise ValueError(f"{src} ({size} bytes) does not fit partition {part.name}")
-            f.seek(part.offset)
-            with open(src, "rb") as s:
-                while chunk := s.read(1 << 20):
-                    f.write(chunk)
-        gpt.write(f, disk_guid, [p for p, _ in contents], total_sectors)
+    parts = [p for p, _ in contents]
+    _write_disk(tmp, total_sectors * gpt.SECTOR,
+                [(p.name, p.offset, p.sectors * gpt.SECTOR, src) for p, src in contents],
+                lambda f: gpt.write(f, disk_guid, parts, total_sectors))
     table = gpt.read(tmp)
     os.replace(tmp, out)
     return table
