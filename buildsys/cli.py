@@ -1,5 +1,8 @@
 """The command line.  The only module that exits.
 
+The subcommands are plugins in buildsys/commands/ (one module each); this
+module parses the command line, runs one and maps errors to exit codes.
+
 Exit codes: 0 success, 1 a build step failed, 2 a user or configuration
 error (one line), 3 an internal bug (traceback).
 """
@@ -10,39 +13,15 @@ import gc
 import os
 import sys
 import traceback
-from pathlib import Path
 
 from . import __version__
-from .errors import BuildsysError, UserError, Where
-
-COMMANDS: dict[str, "Command"] = {}
-
-
-class Command:
-    """A subcommand: ``setup(parser)`` adds its options, ``run(args)`` returns the exit code."""
-
-    name = ""
-    help = ""
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if cls.name:
-            COMMANDS[cls.name] = cls()
-
-    def setup(self, parser: argparse.ArgumentParser) -> None:
-        pass
-
-    def run(self, args) -> int:
-        raise NotImplementedError
-
-
-def board_option(parser) -> None:
-    parser.add_argument("--board", "-b", help="board name (default: the project's default_board, x86-virtio)")
+# Command and board_option live in buildsys.commands.base (no import circle);
+# re-exported here for plugins written against the old location.
+from .commands import COMMANDS, Command, board_option  # noqa: F401
+from .errors import BuildsysError, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import commands  # noqa: F401  (registers the subcommands)
-
     parser = argparse.ArgumentParser(prog="buildsys", description="A meta-build system for embedded Linux.")
     parser.add_argument("--version", action="version", version=f"buildsys {__version__}")
     parser.add_argument("--project", metavar="DIR", help="project directory (default: nearest with buildsys.yaml)")
@@ -52,10 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=command.help, description=command.help)
         command.setup(p)
     return parser
-
-
-class _Parser(argparse.ArgumentParser):
-    pass
 
 
 def main(argv=None) -> int:

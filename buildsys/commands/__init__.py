@@ -1,0 +1,15 @@
+"""The subcommands, one module each.  Importing this package registers them
+all in ``COMMANDS`` (see base.py); ``buildsys.cli`` builds the parser from it.
+
+Every command that builds goes through ``buildsys.engine.build``.  Modules
+here import only what the no-op build needs at the top and the rest inside
+``run``: ``buildsys build`` with nothing to do must stay a fraction of a second.
+"""
+from __future__ import annotations
+
+from .base import COMMANDS, Command, board_option
+
+# In the order `buildsys --help` lists them.
+from . import layers, recipes, show, graph, fetch, build, clean, run, test, menuconfig, cache  # noqa: E402,F401,I001
+
+__all__ = ["COMMANDS", "Command", "board_option"]

@@ -1,0 +1,85 @@
+"""`buildsys menuconfig`: a Kconfig recipe's menuconfig in its work dir's sandbox."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import UserError, Where
+from ..workspace import Workspace
+from .base import Command, board_option
+
+
+class Menuconfig(Command):
+    name = "menuconfig"
+    help = "run a Kconfig recipe's menuconfig in its work dir; optionally save the changes as a fragment"
+
+    def setup(self, parser):
+        parser.add_argument("recipe", nargs="?", default="linux")
+        board_option(parser)
+        parser.add_argument("--save-fragment", metavar="FILE", help="write the changed symbols to FILE")
+
+    def run(self, args):
+        from ..build import Session
+
+        ws = Workspace(args)
+        recipe = ws.targets([args.recipe])[0]
+        session = Session(ws.project, ws.board, ws.resolver, ws.paths, os.cpu_count() or 1, ws.fetch_config())
+        session.plan([recipe])
+        paths = session.recipe_paths(recipe)
+        config = next((p for p in (paths.obj / ".config", paths.src / ".config") if p.is_file()), None)
+        if config is None:
+            raise UserError(f"{recipe.pn} has not been configured in {paths.work}", Where("command line"),
+                            hint=f"run `buildsys build {recipe.pn}` first")
+        before = config.read_text()
+        argv = menuconfig_argv(session, recipe, out_of_tree=config.parent == paths.obj)
+        if subprocess.run(argv).returncode != 0:
+            return 1
+        changed = config_diff(before, config.read_text())
+        print(f"{len(changed)} symbol(s) changed in {config}", file=sys.stderr)
+        if args.save_fragment:
+            Path(args.save_fragment).write_text("".join(line + "\n" for line in changed))
+            print(f"fragment written to {args.save_fragment}; add it to config_fragments", file=sys.stderr)
+        return 0
+
+
+def menuconfig_argv(session, recipe, out_of_tree: bool) -> list[str]:
+    """The bwrap command line running ``make menuconfig`` in the recipe's
+    sandbox: the mounts and environment its build steps get, plus $TERM."""
+    from ..classes.base import SANDBOX_SRC
+
+    ctx = _step_context(session, recipe, "menuconfig")
+    command = ["make", f"ARCH={ctx.env['ARCH']}", *(["O=/build/obj"] if out_of_tree else []), "menuconfig"]
+    env = {"TERM": os.environ.get("TERM", "xterm")}
+    if hasattr(ctx, "sandbox_argv"):
+        return ctx.sandbox_argv(command, env, SANDBOX_SRC)
+    from .. import sandbox
+
+    return sandbox.bwrap_argv(ctx._mounts(), dict(ctx.env, **env), SANDBOX_SRC, command)
+
+
+def _step_context(session, recipe, task: str):
+    """An executor.Context for one interactive task of ``recipe``."""
+    from ..executor import Context
+
+    paths = session.recipe_paths(recipe)
+    log_path = paths.logs / f"{task}.log"
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    return Context(recipe, session.board, task, session.jobs, paths, log_path, session.base_env(recipe),
+                   session.read_sde(recipe), session.package_trees)
+
+
+def config_diff(before: str, after: str) -> list[str]:
+    """The lines of ``after`` (a .config) that set a symbol differently from ``before``."""
+    def table(text):
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("CONFIG_") and "=" in line:
+                out[line.split("=", 1)[0]] = line
+            elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+                out[line[2:].split()[0]] = line
+        return out
+
+    old, new = table(before), table(after)
+    return [new[k] for k in sorted(new) if old.get(k) != new[k]]

@@ -1,0 +1,66 @@
+"""`buildsys run`: build the board's image if needed, boot it on this terminal."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .. import engine
+from ..errors import UserError, Where
+from ..workspace import Workspace
+from .base import Command, board_option
+
+
+def built_image(ws: Workspace) -> tuple[int, Path | None]:
+    """Build the board's default image (a no-op when up to date): the build's
+    exit status and, when it succeeded, the deployed disk image."""
+    result = engine.build(ws, [], engine.BuildOptions())
+    if not result.ok:
+        return result.status, None
+    if not result.deployed:
+        raise UserError(f"the default image of board '{ws.board.name}' deployed nothing",
+                        Where(str(ws.board.path)), hint="default_image must name an image recipe")
+    out = result.deployed[0]
+    manifest = out / "manifest.json"
+    images = sorted(f for f in json.loads(manifest.read_text())["files"] if f.endswith(".img"))
+    if not images:
+        raise UserError(f"the image of board '{ws.board.name}' has no .img file", Where(str(manifest)))
+    return 0, out / images[0]
+
+
+def qemu_argv(ws: Workspace, image: Path) -> list[str]:
+    """The board's QEMU command line, booting a scratch copy of the image."""
+    from ..qemu import board_argv
+
+    qemu = ws.board.get("qemu")
+    if not qemu:
+        raise UserError(f"board '{ws.board.name}' cannot be emulated (it has no qemu: settings)",
+                        Where(str(ws.board.path)), hint="flash the image to the device instead")
+    # Work on a copy: the guest must not change the deployed, checksummed image.
+    run_dir = ws.paths.build / "run" / ws.board.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    copy = run_dir / image.name
+    shutil.copyfile(image, copy)
+    return board_argv(qemu, image=str(copy), deploy=str(image.parent))
+
+
+class Run(Command):
+    name = "run"
+    help = "build if needed, then boot the image in QEMU with the serial console on this terminal"
+
+    def setup(self, parser):
+        board_option(parser)
+
+    def run(self, args):
+        ws = Workspace(args)
+        status, image = built_image(ws)
+        if image is None:
+            return status
+        argv = qemu_argv(ws, image)
+        print("booting: " + " ".join(argv), file=sys.stderr)
+        print("(quit QEMU with Ctrl-a x)", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execvp(argv[0], argv)

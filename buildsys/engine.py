@@ -1,0 +1,146 @@
+"""The one entry point every command that builds goes through:
+
+    result = engine.build(workspace, ["image-minimal"], BuildOptions(jobs=4))
+
+plans the targets, explains what must run and why, runs it, deploys the
+images among the targets and remembers the plan, so that the next build with
+nothing changed answers from the plan cache (see plancache.py) without
+parsing a recipe.  Progress goes to stderr; failures of build steps come back
+in the result (status 1), bad input raises ``UserError`` as everywhere.
+
+This module imports only what that no-op answer needs at the top: the
+session, the graph and the fetchers are loaded when there is work to do.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from . import plancache
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .build import Session
+    from .workspace import Workspace
+
+# Plan cache entries under this prefix record a deployed dir (relative to the
+# deploy root) and the signature its manifest.json must carry.
+_DEPLOY = "deploy:"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    jobs: int = 0                      # parallel tasks; 0: one per core
+    keep_going: bool = False           # build all that does not depend on a failure
+    offline: bool = False              # no network: sources must be in the download dir
+    force: frozenset[str] = frozenset()  # recipes to rebuild even if cached (disables the plan cache)
+
+    def __post_init__(self):
+        object.__setattr__(self, "force", frozenset(self.force))
+        if self.jobs < 0:
+            raise ValueError(f"jobs must be >= 0, not {self.jobs}")
+
+    @property
+    def parallel(self) -> int:
+        return self.jobs or os.cpu_count() or 1
+
+
+@dataclass
+class BuildResult:
+    status: int                        # 0 built or up to date, 1 a build step failed
+    sigs: dict[str, str]               # target recipe -> signature (session.sigs has every recipe's)
+    deployed: list[Path] = field(default_factory=list)  # dirs the image targets were deployed to
+    failed: list[str] = field(default_factory=list)     # the tasks that failed
+    ran: list[str] = field(default_factory=list)        # recipes with steps to run (restores not counted)
+    session: Session | None = None     # None when the plan cache answered
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+    @property
+    def from_plan_cache(self) -> bool:
+        return self.session is None
+
+
+def build(ws: Workspace, targets: Iterable[str], options: BuildOptions = BuildOptions()) -> BuildResult:
+    """Build the named targets (none: the board's default image) for the workspace's board."""
+    names = list(targets)
+    key = None
+    if not options.force:
+        key = plancache.inputs_key(ws.project, ws.board_name, names, _cross_prefixes(ws))
+        result = _from_plan(ws, names, key)
+        if result is not None:
+            print("nothing to do: every target is up to date", file=sys.stderr)
+            return result
+    return _build(ws, names, options, key)
+
+
+def _cross_prefixes(ws) -> tuple[str, ...]:
+    try:
+        return ("", ws.board.cross_prefix)
+    except Exception:  # noqa: BLE001 -- the full build reports a bad board properly
+        return ("",)
+
+
+def _from_plan(ws, names: list[str], key: str) -> BuildResult | None:
+    """The result of the last build of these targets, if nothing changed and its outputs are in place."""
+    plan = plancache.load(ws.paths.build, ws.board_name, names, key)
+    if not plan:
+        return None
+    sigs, deployed = {}, []
+    for name, sig in plan["sigs"].items():
+        if name.startswith(_DEPLOY):
+            out = ws.paths.deploy / name[len(_DEPLOY):]
+            try:
+                if json.loads((out / "manifest.json").read_text()).get("signature") != sig:
+                    return None
+            except (OSError, ValueError):
+                return None
+            deployed.append(out)
+        elif (ws.paths.packages / f"{sig}.json").is_file():
+            sigs[name] = sig
+        else:
+            return None
+    return BuildResult(status=0, sigs=sigs, deployed=deployed)
+
+
+def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> BuildResult:
+    from .build import Session
+    from .deploy import deploy
+
+    targets = ws.targets(names)
+    session = Session(ws.project, ws.board, ws.resolver, ws.paths, options.parallel,
+                      ws.fetch_config(options.offline))
+    session.plan(targets)
+    graph = session.execution_graph(set(options.force))
+    ran = sorted({node.rsplit(":", 1)[0] for node in graph.nodes
+                  if not node.endswith((":restore", ":fetch"))})
+    for pn in ran:
+        print(f"{pn}: runs because {session.why(pn)}", file=sys.stderr)
+    sigs = {r.pn: session.sigs[r.pn] for r in targets}
+    if session.fetch_config.offline:
+        # One error naming every missing file, before any step runs.
+        from .executor import sources_of
+        from .fetch import fetch_many
+
+        fetch_many([s for node in sorted(graph.nodes) if node.endswith(":fetch")
+                    for s in sources_of(graph.nodes[node]["recipe"])], session.fetch_config)
+    if graph.number_of_nodes() == 0:
+        print("nothing to do: every target is up to date", file=sys.stderr)
+    else:
+        failed = session.run(graph, options.keep_going)
+        if failed:
+            print(f"build failed: {', '.join(failed)}", file=sys.stderr)
+            return BuildResult(status=1, sigs=sigs, failed=list(failed), ran=ran, session=session)
+    deployed = list(dict.fromkeys(out for out in (deploy(session, recipe) for recipe in targets) if out is not None))
+    if key:
+        plan = dict(sigs)
+        for out in deployed:
+            plan[_DEPLOY + out.relative_to(ws.paths.deploy).as_posix()] = json.loads(
+                (out / "manifest.json").read_text())["signature"]
+        plancache.save(ws.paths.build, ws.board_name, names, key, plan)
+    return BuildResult(status=0, sigs=sigs, deployed=deployed, ran=ran, session=session)
