@@ -2,7 +2,6 @@
 appends and overrides (and `buildsys show` says where), the hard-coded
 PARTUUIDs match the disk layouts, and the core works without the layers."""
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from buildsys.image import disk, gpt, mbr
 from buildsys.layers import load_project
 from buildsys.resolve import Resolver, load_board
-from conftest import ROOT, run_buildsys
+from conftest import ROOT, copy_project, run_buildsys
 
 BOARDS = ("qemu-arm64", "raspberrypi3", "raspberrypi4", "jetson-agx-orin-devkit")
 
@@ -49,8 +48,10 @@ def test_built_in_cmdline_names_the_boards_root(project, board):
             assert m.group(1) == want, frag.path
 
 
-def test_show_names_the_append_and_its_lines():
-    proc = run_buildsys("--project", ROOT, "show", "linux", "--board", "raspberrypi4", check=0)
+def test_show_names_the_append_and_its_lines(tmp_path):
+    # Its own build dir: the checkout's build/ (parse cache) is the user's, not the tests'.
+    proc = run_buildsys("--project", ROOT, "show", "linux", "--board", "raspberrypi4",
+                        env={"BUILDSYS_BUILD_DIR": str(tmp_path / "build")}, check=0)
     out = proc.stdout
     assert "# append: layers/raspberrypi/recipes/linux/linux.append.yaml" in out
     assert re.search(r"dtbs: \[broadcom/bcm2711-rpi-4-b.dtb\]\n\s+# appended at "
@@ -59,14 +60,15 @@ def test_show_names_the_append_and_its_lines():
 
 
 def test_core_works_without_the_board_layers(tmp_path):
-    copy = tmp_path / "project"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "layers", "tests", "*.egg-info",
-                                                              "__pycache__", ".pytest_cache"))
-    proc = run_buildsys("--project", copy, "show", "linux", "--board", "x86-virtio", check=0)
+    # Only the project's own files: after `make run` the checkout's build/ holds
+    # dangling links into the sandbox (and gigabytes nobody needs here).
+    copy = copy_project(tmp_path / "project", exclude=("layers", "tests"))
+    env = {"BUILDSYS_BUILD_DIR": str(tmp_path / "build")}
+    proc = run_buildsys("--project", copy, "show", "linux", "--board", "x86-virtio", env=env, check=0)
     assert "# append:" not in proc.stdout
     assert "kernel_image: bzImage" in proc.stdout
-    proc = run_buildsys("--project", copy, "recipes", check=0)
+    proc = run_buildsys("--project", copy, "recipes", env=env, check=0)
     assert "rpi-firmware" not in proc.stdout
-    assert run_buildsys("--project", copy, "show", "linux", "--board", "raspberrypi3").returncode == 2
+    assert run_buildsys("--project", copy, "show", "linux", "--board", "raspberrypi3", env=env).returncode == 2
     # The core's own arm64 board stays.
-    run_buildsys("--project", copy, "show", "linux", "--board", "qemu-arm64", check=0)
+    run_buildsys("--project", copy, "show", "linux", "--board", "qemu-arm64", env=env, check=0)
