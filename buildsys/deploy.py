@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 
 import networkx as nx
 
-from .cache import sha256_file
+from .errors import BuildError
+from .fileio import atomic_write, read_beneath, sha256_file
 
 
 def _human(n: int) -> str:
@@ -25,19 +27,23 @@ def deploy(session, recipe) -> Path | None:
     out.mkdir(parents=True, exist_ok=True)
     tree = session.package_dir(recipe.pn)
     files = {}
-    for dirpath, _, filenames in os.walk(tree):
-        for name in sorted(filenames):
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             src = Path(dirpath, name)
             rel = src.relative_to(tree)
+            if not stat.S_ISREG(os.lstat(src).st_mode):
+                # The tree is a step's output: a link could point at any host file.
+                raise BuildError(f"{recipe.pn} installs {rel}, which is not a regular file; images deploy "
+                                 "regular files only")
             dst = out / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.tmp")
-            shutil.copy2(src, tmp)
-            os.replace(tmp, dst)
+            atomic_write(dst, read_beneath(tree, str(rel)), mode=0o644)
+            shutil.copystat(src, dst, follow_symlinks=False)
             files[str(rel)] = {"sha256": sha256_file(dst), "size": dst.stat().st_size}
     for rel, info in files.items():
         if rel.endswith(".img"):
-            (out / f"{rel}.sha256").write_text(f"{info['sha256']}  {Path(rel).name}\n")
+            atomic_write(out / f"{rel}.sha256", f"{info['sha256']}  {Path(rel).name}\n")
     recipes = []
     toolchain = None
     for pn in sorted(nx.ancestors(session.rgraph, recipe.pn) | {recipe.pn}):
@@ -50,9 +56,7 @@ def deploy(session, recipe) -> Path | None:
     manifest = {"image": recipe.name, "board": session.board.name, "arch": session.board.arch,
                 "version": recipe.version, "signature": session.sigs[recipe.pn], "toolchain": toolchain,
                 "recipes": recipes, "files": files}
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, out / "manifest.json")
+    atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"deployed {recipe.name} to {out}:", file=sys.stderr)
     for rel, info in sorted(files.items()):
         print(f"  {rel:<40} {_human(info['size']):>10}  sha256 {info['sha256'][:16]}", file=sys.stderr)

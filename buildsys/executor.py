@@ -6,17 +6,22 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import artifact, sandbox
 from .classes.base import (SANDBOX_DEST, SANDBOX_FILES, SANDBOX_HOME, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC,
-                           SANDBOX_SYSROOT, StepContext)
+                           SANDBOX_STAGE, SANDBOX_SYSROOT, StepContext)
+from .fileio import atomic_write
 from .errors import BuildError, UserError
 from .model import Recipe
 
 TAIL_LINES = 20
-WORK_DIRS = ("src", "obj", "dest", "home", "files", "sysroot", "native", "scripts")
+# Per-recipe dirs under work/<board>/<recipe>/.  src, obj, dest and home are
+# writable by steps; files, stage, sysroot, native and scripts are written by
+# the engine only and mounted read-only, so host code can write there freely.
+WORK_DIRS = ("src", "obj", "dest", "home", "files", "stage", "sysroot", "native", "scripts")
 
 
 @dataclass
@@ -80,22 +85,26 @@ def sources_of(recipe: Recipe) -> list:
 
 
 class Context(StepContext):
-    """The StepContext a class sees; one per task run."""
+    """The StepContext a class sees; one per task run.
 
-    def __init__(self, session, recipe: Recipe, task: str, log_path: Path):
-        self.session = session
+    It gets everything it needs up front (environment, epoch, a lookup of
+    package trees) and never calls back into the build session."""
+
+    def __init__(self, recipe: Recipe, board, task: str, jobs: int, paths: "RecipePaths", log_path: Path,
+                 env: dict[str, str], sde: int, package_trees: Callable[[Recipe, object], list]):
         self.recipe = recipe
-        self.board = session.board
+        self.board = board
         self.task = task
-        self.jobs = session.jobs
-        self.paths = session.recipe_paths(recipe)
+        self.jobs = jobs
+        self.paths = paths
         self.log_path = log_path
-        self.env = session.base_env(recipe)
-        self.sde = session.read_sde(recipe)
-        self.env["SOURCE_DATE_EPOCH"] = str(self.sde)
+        self.env = dict(env)
+        self.sde = sde
+        self.env["SOURCE_DATE_EPOCH"] = str(sde)
+        self._package_trees = package_trees
         self._steps = 0
 
-    def _mounts(self) -> list[sandbox.Mount]:
+    def mounts(self) -> list[sandbox.Mount]:
         p = self.paths
         return [
             sandbox.Mount(str(p.src), SANDBOX_SRC, True),
@@ -103,17 +112,27 @@ class Context(StepContext):
             sandbox.Mount(str(p.dest), SANDBOX_DEST, True),
             sandbox.Mount(str(p.home), SANDBOX_HOME, True),
             sandbox.Mount(str(p.files), SANDBOX_FILES, False),
+            sandbox.Mount(str(p.stage), SANDBOX_STAGE, False),
             sandbox.Mount(str(p.sysroot), SANDBOX_SYSROOT, False),
             sandbox.Mount(str(p.native), SANDBOX_NATIVE, False),
             sandbox.Mount(str(p.scripts), "/build/scripts", False),
         ]
 
-    def _run_argv(self, command: list[str], env, cwd, label: str) -> None:
+    # Kept for callers of the old name.
+    _mounts = mounts
+
+    def sandbox_argv(self, command: list[str], env=None, cwd: str = SANDBOX_SRC) -> list[str]:
+        """The bwrap argv running ``command`` in this task's sandbox."""
         full_env = dict(self.env)
         full_env.update(env or {})
-        argv = sandbox.bwrap_argv(self._mounts(), full_env, cwd, command)
+        for path in (self.paths.stage, self.paths.scripts, self.paths.files):
+            path.mkdir(parents=True, exist_ok=True)
+        return sandbox.bwrap_argv(self.mounts(), full_env, cwd, command)
+
+    def _run_argv(self, command: list[str], env, cwd, label: str) -> None:
+        argv = self.sandbox_argv(command, env, cwd)
         replay = self.paths.logs / f"{self.task}.{label}.replay.sh"
-        replay.write_text(sandbox.replay_script(argv))
+        atomic_write(replay, sandbox.replay_script(argv), mode=0o755)
         with open(self.log_path, "a") as log:
             log.write(f"### {label}: {' '.join(command)}\n")
         status = sandbox.run(argv, self.log_path)
@@ -124,7 +143,9 @@ class Context(StepContext):
         self._steps += 1
         label = f"step{self._steps}"
         path = self.paths.scripts / f"{self.task}.{label}.sh"
-        path.write_text(script if script.endswith("\n") else script + "\n")
+        # scripts/ is the engine's: mounted read-only, never step-writable.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, script if script.endswith("\n") else script + "\n")
         with open(self.log_path, "a") as log:
             log.write(f"### script {path.name}:\n{script}\n### output:\n")
         self._run_argv(["/bin/sh", "-ex", f"/build/scripts/{path.name}"], env, cwd, label)
@@ -135,9 +156,10 @@ class Context(StepContext):
 
     def stage_file(self, host_path, name=None) -> str:
         name = name or Path(host_path).name
-        target = self.paths.files / name
+        self.paths.files.mkdir(parents=True, exist_ok=True)
         self.paths.files.chmod(0o755)
-        shutil.copyfile(host_path, target)
+        with open(host_path, "rb") as f:
+            atomic_write(self.paths.files / name, f.read())
         return f"{SANDBOX_FILES}/{name}"
 
     def log(self, text: str) -> None:
@@ -145,7 +167,7 @@ class Context(StepContext):
             log.write(text.rstrip("\n") + "\n")
 
     def packages(self, names=None) -> list:
-        return self.session.package_trees(self.recipe, names)
+        return self._package_trees(self.recipe, names)
 
 
 class StepFailed(Exception):
@@ -166,8 +188,11 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def link_tree(src: Path, dst: Path) -> None:
-    """Merge a package tree into a staging dir with hard links (first one wins)."""
+def copy_tree(src: Path, dst: Path) -> None:
+    """Merge a package tree into a staging dir (first one wins).
+
+    Copies, never hard links: a step must not be able to reach a file of the
+    package store through its sysroot, whatever it does to its mounts."""
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)
         target_dir = dst / rel if rel != "." else dst
@@ -179,10 +204,7 @@ def link_tree(src: Path, dst: Path) -> None:
             if os.path.islink(s):
                 os.symlink(os.readlink(s), d)
             else:
-                try:
-                    os.link(s, d)
-                except OSError:
-                    shutil.copy2(s, d)
+                shutil.copy2(s, d, follow_symlinks=False)
 
 
 def clean_dir(path: Path) -> None:

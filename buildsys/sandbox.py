@@ -6,6 +6,15 @@ under /build only what the step may touch (see classes/base.py): its work
 dirs writable, its dependencies' trees read-only.  The environment is cleared
 to a fixed list.  Because /build is the same everywhere, nothing a step
 produces can depend on where the build directory lives on the host.
+
+A step is untrusted code, and buildsys is often run as root (CI containers).
+So every step runs in its own user namespace as uid/gid 0 *of that namespace*
+with an empty capability set, bounding set included (``--cap-drop ALL``),
+and no way to make another user namespace (``--disable-userns``): mount,
+remount, unshare, pivot_root and friends fail with EPERM whoever runs
+buildsys, and the read-only binds stay read-only.  The uid inside is the same
+for root and for a normal user, so outputs do not depend on who builds.  PID
+and network namespaces are private: no host process is visible to ptrace.
 """
 from __future__ import annotations
 
@@ -38,7 +47,8 @@ def bwrap_path() -> str:
 
 
 def bwrap_argv(mounts: list[Mount], env: dict[str, str], cwd: str, command: list[str]) -> list[str]:
-    argv = [bwrap_path(), "--unshare-all", "--die-with-parent", "--new-session",
+    argv = [bwrap_path(), "--unshare-all", "--unshare-user", "--uid", "0", "--gid", "0", "--disable-userns",
+            "--cap-drop", "ALL", "--die-with-parent", "--new-session",
             "--hostname", "buildsys", "--ro-bind", "/usr", "/usr"]
     for name in _ROOT_LINKS:
         host = f"/{name}"

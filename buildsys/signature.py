@@ -16,8 +16,44 @@ from pathlib import Path
 from .errors import UserError
 from .model import FileRef, Recipe
 
-# Bump when the engine changes what a step sees (sandbox layout, environment).
-ENGINE_VERSION = "1"
+# The engine modules whose code shapes a package's bytes: the sandbox and its
+# layout, the task bodies, unpacking and patching, packing, rootfs and disk
+# image writers.  Their exact source is hashed into every signature, so a
+# buildsys upgrade never reuses an artifact the new code would build
+# differently.  Build classes are hashed per class (BuildClass.version()).
+# Every module of the package is in one of these two lists (a test checks),
+# so a new module cannot be forgotten.
+OUTPUT_SHAPING = (
+    "artifact.py", "build.py", "executor.py", "fileio.py", "kconfiglines.py", "rootfs.py", "safetar.py",
+    "sandbox.py", "store.py", "tasks.py", "classes/base.py", "fetch/git.py", "fetch/patch.py",
+    "fetch/source.py", "fetch/unpack.py", "image/__init__.py", "image/disk.py", "image/gpt.py", "image/mbr.py",
+    "image/squashfs.py", "image/vfat.py",
+)
+# What only reads input, plans, schedules, talks to users or servers, or
+# checks sha256s (outputs do not depend on how): covered by the values and
+# checksums the signature holds instead.
+NOT_OUTPUT_SHAPING_DIRS = ("commands/",)
+NOT_OUTPUT_SHAPING = (
+    "__init__.py", "__main__.py", "cache.py", "cli.py", "deploy.py", "engine.py", "errors.py", "expand.py",
+    "graph.py", "layers.py", "model.py", "overrides.py", "parsecache.py", "plan.py", "plancache.py", "qemu.py",
+    "resolve.py", "scheduler.py", "schema.py", "signature.py", "workspace.py", "yamlfast.py", "yamlio.py",
+    "classes/__init__.py", "fetch/__init__.py", "fetch/aptsources.py", "fetch/backends.py", "fetch/checksum.py",
+    "fetch/debian.py", "fetch/fetcher.py", "fetch/http.py",
+)
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_engine_version: str | None = None
+
+
+def engine_version() -> str:
+    """sha256 of the output-shaping engine modules' source (memoized)."""
+    global _engine_version
+    if _engine_version is None:
+        h = hashlib.sha256()
+        for rel in sorted(OUTPUT_SHAPING):
+            h.update(rel.encode() + b"\0" + (_PACKAGE_DIR / rel).read_bytes() + b"\0")
+        _engine_version = h.hexdigest()[:16]
+    return _engine_version
+
 _NOT_BUILD_INPUTS = {"summary", "homepage", "format", "overrides", "_where"}
 
 _file_hashes: dict[tuple, str] = {}
@@ -67,7 +103,7 @@ def sigdata(recipe: Recipe, board, class_version: str, extra: dict, deps: dict[s
     else:
         target = {"arch": board.arch, "tune": list(board.get("tune", [])), "cross": board.cross_prefix}
     return {
-        "engine": ENGINE_VERSION,
+        "engine": engine_version(),
         "recipe": recipe.pn,
         "values": canonical(recipe.values),
         "class": {"name": recipe.class_name, "version": class_version},

@@ -14,6 +14,8 @@ independent of where the build dir lives:
     /build/dest     the install destination, DESTDIR (writable)      ${destdir}
     /build/home     HOME (writable, empty at unpack)
     /build/files    files the class staged with ctx.stage_file() (read-only)
+    /build/stage    what the class's host-side code prepared in ctx.paths.stage
+                    (read-only: steps cannot plant links where the host writes)
     /build/sysroot  the target dependencies' installed files (read-only)
     /build/native   the native dependencies' installed files (read-only);
                     /build/native/usr/bin is first on PATH
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,6 +40,7 @@ SANDBOX_DEST = "/build/dest"
 SANDBOX_HOME = "/build/home"
 SANDBOX_FILES = "/build/files"
 SANDBOX_SYSROOT = "/build/sysroot"
+SANDBOX_STAGE = "/build/stage"
 SANDBOX_NATIVE = "/build/native"
 
 # Tasks every recipe has, in order.  fetch/unpack/patch and package are the
@@ -83,20 +87,26 @@ class BuildClass:
 
     @classmethod
     def version(cls) -> str:
-        """Hash of the class's source code: editing a class rebuilds its users."""
-        # Memoized per class: inspect.getsource re-tokenizes the module (~2 ms),
-        # and a build asks once per recipe (20 s for 10,000 recipes).
+        """Hash of the source files of the class and its bases: editing a class,
+        or a helper function beside it in its module, rebuilds its users."""
+        # Memoized per class: a build asks once per recipe.
         if cls in _VERSIONS:
             return _VERSIONS[cls]
-        parts = []
+        files: list[str] = []
         for klass in cls.__mro__:
             if klass is object:
                 break
             try:
-                parts.append(inspect.getsource(klass))
-            except (OSError, TypeError):
-                parts.append(klass.__qualname__)
-        _VERSIONS[cls] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+                path = inspect.getsourcefile(klass)
+            except TypeError:
+                path = None
+            if path and path not in files:
+                files.append(path)
+        h = hashlib.sha256()
+        for path in files:
+            with open(path, "rb") as f:
+                h.update(os.path.basename(path).encode() + b"\0" + f.read() + b"\0")
+        _VERSIONS[cls] = h.hexdigest()[:16]
         return _VERSIONS[cls]
 
     # --- what a class implements -------------------------------------------
@@ -129,7 +139,11 @@ class StepContext:
     board    the Board (board.name, board.arch, board.get(key))
     task     the task name
     jobs     parallel jobs for make (-j)
-    paths    host paths: work, src, obj, dest, home, files, sysroot, native, logs
+    paths    host paths: work, src, obj, dest, home, files, stage, sysroot, native, logs.
+             src/obj/dest/home are step-writable: host code must read them
+             with fileio.read_beneath() and write there only through
+             fileio.write_beneath() (no link is followed); stage is the
+             host's own (mounted read-only at /build/stage).
     env      the base sandbox environment (dict)
     """
 

@@ -1,8 +1,9 @@
 """``class: image`` -- a bootable disk image from packages and the board's disk layout.
 
 All the work is in the install task:
-  1. merge the packages' trees (conflicts are errors) into /build/obj/rootfs,
-     all times set to SOURCE_DATE_EPOCH;
+  1. merge the packages' trees (conflicts are errors) into the stage dir's
+     rootfs/ (host-only, read-only at /build/stage), times set to
+     SOURCE_DATE_EPOCH;
   2. mksquashfs it, with owners/modes/devices from the packages' permission
      tables as pseudo definitions (no root, no fakeroot);
   3. make each vfat partition with mtools (e.g. the ESP holding the kernel);
@@ -17,8 +18,11 @@ Interface assumptions (tell the engine owner if they change):
   * ctx.packages(names) -> [(recipe, host path of its installed tree)] for the
     named recipes (virtual names resolved) plus their rdepends;
     recipe.get("permissions") is the recipe's permissions list.
-  * ctx.paths.obj / ctx.paths.dest are the host paths of /build/obj and
-    /build/dest; Python may write there between sandboxed steps.
+  * ctx.paths.stage is a host-only dir (read-only at /build/stage): Python
+    prepares the rootfs and boot files there.  ctx.paths.obj / ctx.paths.dest
+    are the host paths of /build/obj and /build/dest, which steps can write:
+    Python reads the tools' output from obj only through fileio.*_beneath and
+    moves finished files into dest by rename.
   * ctx.env["SOURCE_DATE_EPOCH"] is the image's epoch.
   * build_depends(recipe, board): the recipes the board's disk layout takes
     files from (e.g. virtual/kernel for the ESP).  The kernel found as
@@ -35,7 +39,8 @@ from pathlib import Path
 from .. import rootfs
 from ..errors import BuildError, UserError
 from ..image import disk, gpt, mbr, squashfs, vfat
-from .base import SANDBOX_OBJ, BuildClass, Param
+from ..fileio import copy_beneath, read_text_beneath, write_beneath
+from .base import SANDBOX_OBJ, SANDBOX_STAGE, BuildClass, Param
 
 DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
 
@@ -87,12 +92,19 @@ class Image(BuildClass):
     def install(self, ctx) -> None:
         r, board = ctx.recipe, ctx.board
         sde = int(ctx.env["SOURCE_DATE_EPOCH"])
-        obj, dest = Path(ctx.paths.obj), Path(ctx.paths.dest)
+        # Host-side work happens in the stage dir, which no step can write
+        # (mounted read-only at /build/stage); the tools write their output
+        # into /build/obj/parts, read back here without following links, and
+        # the results are renamed into /build/dest (a rename replaces a
+        # planted link instead of writing through it).
+        stage, obj = Path(ctx.paths.stage), Path(ctx.paths.obj)
+        out = stage / "out"
         stem = f"{r.name}-{board.name}"
-        for sub in ("rootfs", "parts", "boot-files"):
-            if (obj / sub).exists():
-                shutil.rmtree(obj / sub)
-        (obj / "parts").mkdir(parents=True)
+        for sub in ("rootfs", "boot-files", "out", "parts"):
+            if (stage / sub).exists():
+                shutil.rmtree(stage / sub)
+        out.mkdir(parents=True)
+        (stage / "parts").mkdir()
         table, align, specs = disk.parse_layout(board.get("disk"), board.name)
         root_index = next(i for i, s in enumerate(specs) if s.filesystem == "squashfs")
         if table == "mbr":
@@ -102,15 +114,15 @@ class Image(BuildClass):
             root_id = str(gpt.partition_guid(board.name, specs[root_index].name))
         variables = self.text_variables(board, root_id)
 
-        squash = self.make_rootfs(ctx, obj, sde)
-        shutil.copyfile(squash, dest / f"{stem}.squashfs")
+        squash = self.make_rootfs(ctx, stage, obj, sde)
+        shutil.copyfile(squash, out / f"{stem}.squashfs")
 
         contents = {}
         for spec in specs:
             if spec.filesystem == "squashfs":
                 contents[spec.name] = squash
             elif spec.filesystem == "vfat":
-                contents[spec.name] = self.make_vfat(ctx, spec, obj, dest, sde, stem, align, variables)
+                contents[spec.name] = self.make_vfat(ctx, spec, stage, obj, out, sde, stem, align, variables)
             else:
                 contents[spec.name] = None
         sizes = {s.name: max(s.min_size, os.path.getsize(contents[s.name]) if contents[s.name] else 0) for s in specs}
@@ -119,20 +131,23 @@ class Image(BuildClass):
         if table == "mbr":
             parts, total = mbr.plan([(mbr.type_byte(s.type), sizes[s.name], s.bootable) for s in specs], align)
             total = _pow2(total) if pow2 else total
-            disk.assemble_mbr(dest / f"{stem}.img", signature,
+            disk.assemble_mbr(out / f"{stem}.img", signature,
                               [(p, contents[s.name]) for p, s in zip(parts, specs)], total)
             ctx.log(f"disk {stem}.img: {total * mbr.SECTOR} bytes, MBR signature {signature:08x}, " + ", ".join(
                 f"{s.name} {p.sectors * mbr.SECTOR} bytes at {p.first_lba * mbr.SECTOR} (type {p.type:#04x})"
                 for p, s in zip(parts, specs)))
-            return
-        gsizes = [(s.name, gpt.type_guid(s.type, board.arch), gpt.partition_guid(board.name, s.name), sizes[s.name])
-                  for s in specs]
-        parts, total = gpt.plan(gsizes, align)
-        total = _pow2(total) if pow2 else total
-        table = disk.assemble(dest / f"{stem}.img", gpt.disk_guid(r.name, board.name),
-                              [(p, contents[s.name]) for p, s in zip(parts, specs)], total)
-        ctx.log(f"disk {stem}.img: {total * gpt.SECTOR} bytes, " + ", ".join(
-            f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in table.partitions))
+        else:
+            gsizes = [(s.name, gpt.type_guid(s.type, board.arch), gpt.partition_guid(board.name, s.name),
+                       sizes[s.name]) for s in specs]
+            parts, total = gpt.plan(gsizes, align)
+            total = _pow2(total) if pow2 else total
+            layout = disk.assemble(out / f"{stem}.img", gpt.disk_guid(r.name, board.name),
+                                   [(p, contents[s.name]) for p, s in zip(parts, specs)], total)
+            ctx.log(f"disk {stem}.img: {total * gpt.SECTOR} bytes, " + ", ".join(
+                f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in layout.partitions))
+        dest = Path(ctx.paths.dest)
+        for item in sorted(out.iterdir()):
+            os.replace(item, dest / item.name)
 
     @staticmethod
     def text_variables(board, root_id: str) -> dict[str, str]:
@@ -142,10 +157,10 @@ class Image(BuildClass):
         variables["cmdline"] = _substitute(str(cmdline), variables, "boot: cmdline")
         return variables
 
-    def make_rootfs(self, ctx, obj: Path, sde: int) -> Path:
+    def make_rootfs(self, ctx, stage: Path, obj: Path, sde: int) -> Path:
         r = ctx.recipe
         trees = ctx.packages(r.get("packages", []))
-        tree = obj / "rootfs"
+        tree = stage / "rootfs"
         rootfs.merge([(rec.pn, path) for rec, path in trees], tree, sde)
         entries = []
         for rec, _ in trees:
@@ -157,60 +172,67 @@ class Image(BuildClass):
         if not all_root:
             entries = rootfs.full_table(tree, entries)
         try:
-            (obj / "rootfs.pseudo").write_text(squashfs.pseudo_text(entries))
-            argv = squashfs.mksquashfs_argv(f"{SANDBOX_OBJ}/rootfs", f"{SANDBOX_OBJ}/parts/rootfs.squashfs",
-                                            f"{SANDBOX_OBJ}/rootfs.pseudo", r.get("rootfs_compressor", "xz"),
+            (stage / "rootfs.pseudo").write_text(squashfs.pseudo_text(entries))
+            argv = squashfs.mksquashfs_argv(f"{SANDBOX_STAGE}/rootfs", f"{SANDBOX_OBJ}/parts/rootfs.squashfs",
+                                            f"{SANDBOX_STAGE}/rootfs.pseudo", r.get("rootfs_compressor", "xz"),
                                             int(r.get("rootfs_block_size", 131072)), all_root=all_root)
         except ValueError as e:
             raise UserError(str(e), r.where("rootfs_compressor") if hasattr(r, "where") else None) from None
-        out = obj / "parts" / "rootfs.squashfs"
-        if out.exists():
-            out.unlink()
+        # A fresh, empty parts/ for the tool: whatever a step left there goes.
+        _fresh_dir(obj, "parts")
         ctx.run(argv, env=squashfs.env(sde), cwd=SANDBOX_OBJ)
+        out = stage / "parts" / "rootfs.squashfs"
+        copy_beneath(obj, "parts/rootfs.squashfs", out)
         return out
 
-    def make_vfat(self, ctx, spec, obj: Path, dest: Path, sde: int, stem: str, align: int,
+    def make_vfat(self, ctx, spec, stage: Path, obj: Path, out: Path, sde: int, stem: str, align: int,
                   variables: dict[str, str] | None = None) -> Path:
         staged, sizes = {}, []
+        files_dir = stage / "boot-files"
+        files_dir.mkdir(parents=True, exist_ok=True)
         for i, (fs_path, template) in enumerate(sorted(spec.text.items())):
-            copy = obj / "boot-files" / f"text-{i}-{Path(fs_path).name}"
-            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy = files_dir / f"text-{i}-{Path(fs_path).name}"
             copy.write_text(_substitute(template, variables or {}, f"partition {spec.name}: {fs_path}"))
             os.utime(copy, (sde, sde))
-            staged[fs_path] = f"{SANDBOX_OBJ}/boot-files/{copy.name}"
+            staged[fs_path] = f"{SANDBOX_STAGE}/boot-files/{copy.name}"
             sizes.append(copy.stat().st_size)
         for i, (fs_path, src) in enumerate(sorted(spec.files.items())):
             recipe_name, rel = src.split(":", 1)
             found = ctx.packages([recipe_name])
             if not found:
                 raise UserError(f"partition {spec.name}: no package for '{recipe_name}'")
-            host = Path(found[0][1]) / rel.lstrip("/")
-            if not host.is_file():
-                raise UserError(f"partition {spec.name}: {found[0][0].pn} does not install /{rel.lstrip('/')}",
-                                hint=f"needed for {fs_path}")
-            # A private copy: mcopy -m takes its time from the file, so clamp it here.
-            copy = obj / "boot-files" / f"{i}-{host.name}"
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(host, copy)
+            rel = rel.lstrip("/")
+            name = Path(rel).name
+            # A private copy, read from the package tree without following a
+            # link (a package is a step's output): mcopy -m takes its time
+            # from the file, so clamp it here.
+            copy = files_dir / f"{i}-{name}"
+            try:
+                copy_beneath(found[0][1], rel, copy)
+            except FileNotFoundError:
+                raise UserError(f"partition {spec.name}: {found[0][0].pn} does not install /{rel}",
+                                hint=f"needed for {fs_path}") from None
             os.utime(copy, (sde, sde))
-            staged[fs_path] = f"{SANDBOX_OBJ}/boot-files/{copy.name}"
+            staged[fs_path] = f"{SANDBOX_STAGE}/boot-files/{copy.name}"
             sizes.append(copy.stat().st_size)
-            if recipe_name in DEFAULT_BOOT_RECIPES and not (dest / host.name).exists():
+            if recipe_name in DEFAULT_BOOT_RECIPES and not (out / name).exists():
                 # The kernel (and dtbs) beside the disk, for -kernel boots.
-                shutil.copyfile(host, dest / host.name)
+                shutil.copyfile(copy, out / name)
+                os.utime(out / name, (sde, sde))
         root_sectors = vfat.root_dir_sectors(staged)
         sectors = max(vfat.size_sectors(sizes, len(vfat.directories(staged)), root_sectors),
                       -(-spec.min_size // vfat.SECTOR))
         # The partition is rounded up to the alignment anyway: let the filesystem fill it.
         sectors = gpt.align_up(sectors, align // gpt.SECTOR)
-        image = f"{SANDBOX_OBJ}/parts/{spec.name}.vfat"
+        rel = f"parts/{spec.name}.vfat"
         # Zero-filled beforehand: mformat -C leaves garbage in the last sector (vfat.argvs).
-        with open(obj / "parts" / f"{spec.name}.vfat", "wb") as f:
-            f.truncate(sectors * vfat.SECTOR)
-        for argv in vfat.argvs(image, staged, sectors, spec.label, vfat.serial_for(f"{stem}/{spec.name}"),
-                               root_sectors=root_sectors, create=False):
+        write_beneath(obj, rel, bytes(sectors * vfat.SECTOR))
+        for argv in vfat.argvs(f"{SANDBOX_OBJ}/{rel}", staged, sectors, spec.label,
+                               vfat.serial_for(f"{stem}/{spec.name}"), root_sectors=root_sectors, create=False):
             ctx.run(argv, env=vfat.env(sde), cwd=SANDBOX_OBJ)
-        return obj / "parts" / f"{spec.name}.vfat"
+        result = stage / "parts" / f"{spec.name}.vfat"
+        copy_beneath(obj, rel, result)
+        return result
 
     def check_kernel_cmdline(self, ctx, root_id) -> None:
         """A kernel that names its root by PARTUUID must name ours: fail at build
@@ -218,10 +240,11 @@ class Image(BuildClass):
         if not set(DEFAULT_BOOT_RECIPES) <= set(self.build_depends(ctx.recipe, ctx.board)):
             return      # the disk carries no kernel of ours (e.g. a firmware-only layout)
         for rec, tree in ctx.packages(DEFAULT_BOOT_RECIPES):
-            config = Path(tree) / "boot" / "config"
-            if not config.is_file():
+            try:
+                config = read_text_beneath(tree, "boot/config")
+            except FileNotFoundError:
                 continue
-            m = re.search(r'^CONFIG_CMDLINE="(.*)"$', config.read_text(), re.M)
+            m = re.search(r'^CONFIG_CMDLINE="(.*)"$', config, re.M)
             cmdline = m.group(1) if m else ""
             found = re.search(r"root=PARTUUID=([0-9a-fA-F-]+)", cmdline)
             if found and found.group(1).lower() != str(root_id):
@@ -239,6 +262,16 @@ class Image(BuildClass):
             if consoles and want and consoles[-1] != want:
                 raise BuildError(f"{rec.pn}'s built-in command line uses console={consoles[-1]}, "
                                  f"the board {ctx.board.name} says console: {want}")
+
+
+def _fresh_dir(root: Path, name: str) -> None:
+    """An empty dir ``root/name`` (root is step-writable: never follow what is there)."""
+    path = root / name
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    path.mkdir()
 
 
 def _pow2(sectors: int) -> int:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import kconfiglines
 from ..errors import BuildError
+from ..fileio import read_text_beneath
 from .base import SANDBOX_SRC, Param
 from .make import Make, _args
 
@@ -17,22 +19,21 @@ def fragment_lines(paths) -> dict[str, str]:
     """symbol -> wanted line, from fragment files (later files win)."""
     wanted: dict[str, str] = {}
     for path in paths:
-        for line in Path(path).read_text().splitlines():
-            line = line.strip()
-            if line.startswith("CONFIG_") and "=" in line:
-                wanted[line.split("=", 1)[0]] = line
-            elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-                wanted[line[2:].split()[0]] = line
+        wanted.update(kconfiglines.symbols(Path(path).read_text()))
     return wanted
 
 
-def check_fragments(config: Path, fragments, recipe_name: str) -> None:
-    have: dict[str, str] = {}
-    for line in config.read_text().splitlines():
-        if line.startswith("CONFIG_") and "=" in line:
-            have[line.split("=", 1)[0]] = line
-        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            have[line[2:].split()[0]] = line
+def read_config(root: Path, rel: str, recipe_name: str) -> str:
+    """A .config a step wrote, read without following a link it may have planted."""
+    try:
+        return read_text_beneath(root, rel)
+    except FileNotFoundError:
+        raise BuildError(f"{recipe_name}: the configure step wrote no {rel}") from None
+
+
+def check_fragments(config_text: str, fragments, recipe_name: str) -> None:
+    """Every fragment line must be in the final .config (Kconfig drops what it cannot set)."""
+    have = kconfiglines.symbols(config_text)
     missing = []
     for symbol, line in fragment_lines(fragments).items():
         got = have.get(symbol, f"# {symbol} is not set")
@@ -69,4 +70,5 @@ class Kconfig(Make):
             lines.append(f"cat {ctx.stage_file(frag.path, f'fragment-{i}.cfg')} >> .config")
         lines.append(f"yes '' | make {_args(r.get('make_args'))} {r.get('olddefconfig')} >/dev/null")
         ctx.sh("\n".join(lines))
-        check_fragments(Path(ctx.paths.src) / ".config", [f.path for f in r.get("config_fragments", [])], r.pn)
+        check_fragments(read_config(Path(ctx.paths.src), ".config", r.pn),
+                        [f.path for f in r.get("config_fragments", [])], r.pn)

@@ -13,7 +13,8 @@ the boot image, its .config and the dtbs into /build/dest/boot/.
 Interface assumptions (StepContext, see classes/base.py):
   * ctx.recipe.get("config_fragments") is a list of FileRef (``.path``), as for
     the kconfig class; ctx.stage_file() copies them into /build/files.
-  * ctx.paths.obj is the host path of /build/obj (to read .config back).
+  * ctx.paths.obj is the host path of /build/obj (.config is read back from
+    there without following links: the step could have planted one).
   * ctx.env carries ARCH, CROSS_COMPILE and SOURCE_DATE_EPOCH.
 """
 from __future__ import annotations
@@ -21,9 +22,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ..errors import BuildError
 from .base import SANDBOX_DEST, SANDBOX_OBJ, SANDBOX_SRC, BuildClass, Param
-from .kconfig import check_fragments
+from .kconfig import check_fragments, read_config
 
 ALLCONFIG = f"{SANDBOX_OBJ}/buildsys-allconfig.cfg"
 
@@ -92,7 +92,5 @@ class Kernel(BuildClass):
         frags = list(ctx.recipe.get("config_fragments", []))
         staged = [ctx.stage_file(f.path, f"fragment-{i}-{Path(f.path).name}") for i, f in enumerate(frags)]
         ctx.sh(self.configure_script(ctx, staged), cwd=SANDBOX_OBJ)
-        config = Path(ctx.paths.obj) / ".config"
-        if not config.is_file():
-            raise BuildError(f"{ctx.recipe.pn}: make {ctx.recipe.get('base', 'allnoconfig')} wrote no .config")
+        config = read_config(Path(ctx.paths.obj), ".config", ctx.recipe.pn)
         check_fragments(config, [f.path for f in frags], ctx.recipe.pn)

@@ -42,7 +42,7 @@ class FakeBoard:
 class Ctx(base.StepContext):
     def __init__(self, work: Path, recipe, board, packages=()):
         self.recipe, self.board, self.jobs = recipe, board, 2
-        dirs = ("src", "obj", "dest", "home", "files", "sysroot", "native", "logs")
+        dirs = ("src", "obj", "dest", "home", "files", "stage", "sysroot", "native", "logs")
         self.paths = SimpleNamespace(work=work, **{d: work / d for d in dirs})
         for d in dirs:
             (work / d).mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,8 @@ class Ctx(base.StepContext):
         p = self.paths
         mounts = [sandbox.Mount(str(p.src), base.SANDBOX_SRC, True), sandbox.Mount(str(p.obj), base.SANDBOX_OBJ, True),
                   sandbox.Mount(str(p.dest), base.SANDBOX_DEST, True),
-                  sandbox.Mount(str(p.files), base.SANDBOX_FILES, False)]
+                  sandbox.Mount(str(p.files), base.SANDBOX_FILES, False),
+                  sandbox.Mount(str(p.stage), base.SANDBOX_STAGE, False)]
         argv = sandbox.bwrap_argv(mounts, dict(self.env, **(env or {})), cwd, list(argv))
         assert sandbox.run(argv, p.logs / "log") == 0, (p.logs / "log").read_text()
 
