@@ -33,6 +33,8 @@ OUTPUT_SHAPING = (
 # checks sha256s (outputs do not depend on how): covered by the values and
 # checksums the signature holds instead.
 NOT_OUTPUT_SHAPING_DIRS = ("commands/",)
+# Build classes: each hashed with its whole module by BuildClass.version().
+PER_CLASS_DIR = "classes/"
 NOT_OUTPUT_SHAPING = (
     "__init__.py", "__main__.py", "cache.py", "cli.py", "deploy.py", "engine.py", "errors.py", "expand.py",
     "graph.py", "layers.py", "model.py", "overrides.py", "parsecache.py", "plan.py", "plancache.py", "qemu.py",

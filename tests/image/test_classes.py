@@ -207,3 +207,49 @@ def test_image_class_declares_its_tools_and_params():
     assert Image.installs_packages and {"packages", "rootfs_compressor", "rootfs_block_size"} <= set(Image.params)
     assert Image().build_depends(None) == ["virtual/kernel"]
     assert Image().build_depends(None, _board()) == ["virtual/kernel"]
+
+
+# --- links a step planted are never followed by host code -------------------------------
+
+
+def _canary(tmp_path):
+    canary = tmp_path / "outside" / "canary"
+    canary.parent.mkdir()
+    canary.write_text("CONFIG_SECRET_OF_THE_HOST=y\n")
+    return canary
+
+
+def test_kernel_configure_refuses_a_config_that_is_a_link(tmp_path):
+    canary = _canary(tmp_path)
+    ctx = Ctx(tmp_path / "w", _kernel_recipe([]), _board())
+    os.symlink(canary, ctx.paths.obj / ".config")
+    with pytest.raises(BuildError, match=r"refusing to follow a link.*\.config") as info:
+        Kernel().run("configure", ctx)
+    assert "SECRET" not in str(info.value)
+
+
+@needs_tools
+def test_image_class_never_writes_through_planted_links(tmp_path):
+    canary = _canary(tmp_path)
+    ctx = _image_ctx(tmp_path, "a")
+    # What an earlier step of the image recipe could have left in its writable dirs.
+    os.symlink(canary.parent, ctx.paths.obj / "parts")
+    os.symlink(canary, ctx.paths.obj / "rootfs.pseudo")
+    os.symlink(canary, ctx.paths.dest / "image-minimal-x86-virtio.img")
+    os.symlink(canary, ctx.paths.dest / "bzImage")
+    Image().run("install", ctx)
+    assert canary.read_text() == "CONFIG_SECRET_OF_THE_HOST=y\n"
+    assert sorted(os.listdir(canary.parent)) == ["canary"]
+    img = ctx.paths.dest / "image-minimal-x86-virtio.img"
+    assert not img.is_symlink() and gpt.read(img).partitions
+
+
+@needs_tools
+def test_image_class_never_reads_through_a_package_link(tmp_path):
+    canary = _canary(tmp_path)
+    ctx = _image_ctx(tmp_path, "a")
+    kernel_tree = ctx._packages[2][1]
+    (kernel_tree / "boot/bzImage").unlink()
+    os.symlink(canary, kernel_tree / "boot/bzImage")     # a kernel package pointing at a host file
+    with pytest.raises(BuildError, match="refusing to follow a link"):
+        Image().run("install", ctx)
