@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from . import __version__
+
 # Command and board_option live in buildsys.commands.base (no import circle);
 # re-exported here for plugins written against the old location.
 from .commands import COMMANDS, Command, board_option  # noqa: F401
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="buildsys", description="A meta-build system for embedded Linux.")
     parser.add_argument("--version", action="version", version=f"buildsys {__version__}")
     parser.add_argument("--project", metavar="DIR", help="project directory (default: nearest with buildsys.yaml)")
-    parser.add_argument("--build-dir", metavar="DIR", help="build directory (default: <project>/build; env BUILDSYS_BUILD_DIR)")
+    parser.add_argument("--build-dir", metavar="DIR",
+                        help="build directory (default: <project>/build; env BUILDSYS_BUILD_DIR)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from . import plancache
 
@@ -129,18 +130,34 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
 
         fetch_many([s for node in sorted(graph.nodes) if node.endswith(":fetch")
                     for s in sources_of(graph.nodes[node]["recipe"])], session.fetch_config)
-    if graph.number_of_nodes() == 0:
-        print("nothing to do: every target is up to date", file=sys.stderr)
-    else:
-        failed = session.run(graph, options.keep_going)
-        if failed:
-            print(f"build failed: {', '.join(failed)}", file=sys.stderr)
-            return BuildResult(status=1, sigs=sigs, failed=list(failed), ran=ran, session=session)
-    deployed = list(dict.fromkeys(out for out in (deploy(session, recipe) for recipe in targets) if out is not None))
-    if key:
-        plan = dict(sigs)
-        for out in deployed:
-            plan[_DEPLOY + out.relative_to(ws.paths.deploy).as_posix()] = json.loads(
-                (out / "manifest.json").read_text())["signature"]
-        plancache.save(ws.paths.build, ws.board_name, names, key, plan)
-    return BuildResult(status=0, sigs=sigs, deployed=deployed, ran=ran, session=session)
+    try:
+        if graph.number_of_nodes() == 0:
+            print("nothing to do: every target is up to date", file=sys.stderr)
+        else:
+            failed = session.run(graph, options.keep_going)
+            if failed:
+                print(f"build failed: {', '.join(failed)}", file=sys.stderr)
+                return BuildResult(status=1, sigs=sigs, failed=list(failed), ran=ran, session=session)
+        deployed = list(dict.fromkeys(out for out in (deploy(session, r) for r in targets) if out is not None))
+        if key:
+            plan = dict(sigs)
+            for out in deployed:
+                plan[_DEPLOY + out.relative_to(ws.paths.deploy).as_posix()] = json.loads(
+                    (out / "manifest.json").read_text())["signature"]
+            plancache.save(ws.paths.build, ws.board_name, names, key, plan)
+        return BuildResult(status=0, sigs=sigs, deployed=deployed, ran=ran, session=session)
+    finally:
+        _unlock(session)
+
+
+def _unlock(session) -> None:
+    """Let the next build in this process (or another) have the build dir:
+    the result keeps the session, and with it the lock, alive."""
+    if hasattr(session, "unlock"):
+        session.unlock()
+        return
+    # Until Session has an unlock(): its flock goes with the file.
+    lock_file = getattr(session, "_lock_file", None)
+    if lock_file is not None:
+        lock_file.close()
+        session._lock_file = None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from .base import COMMANDS, Command, board_option
 
-# In the order `buildsys --help` lists them.
-from . import layers, recipes, show, graph, fetch, build, clean, run, test, menuconfig, cache  # noqa: E402,F401,I001
+# isort: off
+# Registered, and listed by `buildsys --help`, in this order.
+from . import layers, recipes, show, graph, fetch, build, clean, run, test, menuconfig, cache  # noqa: E402,F401
+# isort: on
 
 __all__ = ["COMMANDS", "Command", "board_option"]

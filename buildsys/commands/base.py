@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-COMMANDS: dict[str, "Command"] = {}
+COMMANDS: dict[str, Command] = {}
 
 
 class Command:

@@ -15,9 +15,11 @@ class Build(Command):
         parser.add_argument("target", nargs="*")
         board_option(parser)
         parser.add_argument("-j", "--jobs", type=int, default=0, help="parallel tasks (default: cores)")
-        parser.add_argument("-k", "--keep-going", action="store_true", help="build all that does not depend on a failure")
+        parser.add_argument("-k", "--keep-going", action="store_true",
+                            help="build all that does not depend on a failure")
         parser.add_argument("--offline", action="store_true", help="no network: sources must be in the download dir")
-        parser.add_argument("--force", action="append", default=[], metavar="RECIPE", help="rebuild RECIPE even if cached")
+        parser.add_argument("--force", action="append", default=[], metavar="RECIPE",
+                            help="rebuild RECIPE even if cached")
 
     def run(self, args):
         if args.jobs < 0:

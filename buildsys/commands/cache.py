@@ -81,8 +81,8 @@ class Cache(Command):
         sub = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
         sub.add_parser("info", help="the cache dir, its size and number of entries",
                        description="the cache dir, its size and number of entries")
-        gc = sub.add_parser("gc", help="remove the least recently used entries until the cache fits in SIZE",
-                            description="remove the least recently used entries until the cache fits in SIZE")
+        gc = sub.add_parser("gc", help="remove entries until the cache fits in SIZE",
+                            description="remove entries until the cache fits in SIZE (a local cache dir only)")
         gc.add_argument("--max-size", required=True, metavar="SIZE", help=f"the size to trim to ({SIZE_HINT})")
 
     def run(self, args):

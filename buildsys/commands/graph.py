@@ -35,7 +35,8 @@ class Graph(Command):
                 raise UserError("--format png needs -o FILE", Where("command line"))
             dot = shutil.which("dot")
             if dot is None:
-                raise UserError("graphviz's 'dot' is not installed", Where("command line"), hint="apt-get install graphviz")
+                raise UserError("graphviz's 'dot' is not installed", Where("command line"),
+                                hint="apt-get install graphviz")
             subprocess.run([dot, "-Tpng", "-o", args.output], input=text.encode(), check=True)
             return 0
         if args.output:

@@ -49,25 +49,11 @@ def menuconfig_argv(session, recipe, out_of_tree: bool) -> list[str]:
     sandbox: the mounts and environment its build steps get, plus $TERM."""
     from ..classes.base import SANDBOX_SRC
 
-    ctx = _step_context(session, recipe, "menuconfig")
-    command = ["make", f"ARCH={ctx.env['ARCH']}", *(["O=/build/obj"] if out_of_tree else []), "menuconfig"]
-    env = {"TERM": os.environ.get("TERM", "xterm")}
-    if hasattr(ctx, "sandbox_argv"):
-        return ctx.sandbox_argv(command, env, SANDBOX_SRC)
-    from .. import sandbox
-
-    return sandbox.bwrap_argv(ctx._mounts(), dict(ctx.env, **env), SANDBOX_SRC, command)
-
-
-def _step_context(session, recipe, task: str):
-    """An executor.Context for one interactive task of ``recipe``."""
-    from ..executor import Context
-
     paths = session.recipe_paths(recipe)
-    log_path = paths.logs / f"{task}.log"
     paths.logs.mkdir(parents=True, exist_ok=True)
-    return Context(recipe, session.board, task, session.jobs, paths, log_path, session.base_env(recipe),
-                   session.read_sde(recipe), session.package_trees)
+    ctx = session.step_context(recipe, "menuconfig", paths.logs / "menuconfig.log")
+    command = ["make", f"ARCH={ctx.env['ARCH']}", *(["O=/build/obj"] if out_of_tree else []), "menuconfig"]
+    return ctx.sandbox_argv(command, {"TERM": os.environ.get("TERM", "xterm")}, SANDBOX_SRC)
 
 
 def config_diff(before: str, after: str) -> list[str]:
