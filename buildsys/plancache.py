@@ -28,6 +28,15 @@ def _tree_stats(root: Path, out: list) -> None:
             out.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
 
 
+def _file_stat(path, out: list) -> None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        out.append(f"{path}\0missing")
+        return
+    out.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
+
+
 def inputs_key(project, board_name: str, targets: list[str], cross_prefixes=("",)) -> str:
     lines = [board_name, "\0".join(targets), os.environ.get("BUILDSYS_LAYERS", "")]
     for path in project.input_files[:1]:
@@ -36,7 +45,7 @@ def inputs_key(project, board_name: str, targets: list[str], cross_prefixes=("",
     for layer in project.layers:
         _tree_stats(layer.recipes_dir, lines)
         _tree_stats(layer.boards_dir, lines)
-        lines.append(layer.config)
+        _file_stat(layer.config, lines)   # a layer.yaml's priority decides which file wins
     for name in ("buildsys.yaml", "local.yaml"):
         p = project.root / name
         if p.exists():
@@ -56,11 +65,18 @@ def _path(build: Path, board_name: str, targets: list[str]) -> Path:
 
 
 def load(build: Path, board_name: str, targets: list[str], key: str) -> dict | None:
+    """The plan saved under ``key``; None if there is none, or it is for other
+    inputs, or the file is damaged in any way (the slow path then rebuilds it)."""
     try:
         data = json.loads(_path(build, board_name, targets).read_text())
     except (OSError, ValueError):
         return None
-    return data if data.get("key") == key else None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    sigs = data.get("sigs")
+    if not isinstance(sigs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sigs.items()):
+        return None
+    return data
 
 
 def save(build: Path, board_name: str, targets: list[str], key: str, sigs: dict[str, str]) -> None:
