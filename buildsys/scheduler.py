@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import networkx as nx
 from tqdm import tqdm
@@ -21,7 +21,9 @@ def run_graph(graph: nx.DiGraph, execute, jobs: int, keep_going: bool = False, s
     """Run execute(node) for every node once its predecessors succeeded.
 
     Returns the failed nodes (empty on success).  Without keep_going, no new
-    task starts after the first failure; running ones finish.
+    task starts after the first failure; running ones finish.  Any other
+    exception from a task is a bug: no new task starts, the running ones
+    finish, and it is raised with a note naming the task.
     """
     stream = stream or sys.stderr
     total = graph.number_of_nodes()
@@ -29,6 +31,7 @@ def run_graph(graph: nx.DiGraph, execute, jobs: int, keep_going: bool = False, s
     ready = sorted(node for node, n in waiting.items() if n == 0)
     failed: list[str] = []
     skipped: set[str] = set()
+    crash: BaseException | None = None
     done = 0
     lock = threading.Lock()
     bar = tqdm(total=total, file=stream, unit="task", dynamic_ncols=True, leave=False,
@@ -42,7 +45,7 @@ def run_graph(graph: nx.DiGraph, execute, jobs: int, keep_going: bool = False, s
                 bar.write(text, file=stream)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        running = {}
+        running: dict[Future, str] = {}
         stop = False
         while ready or running:
             while ready and not stop and len(running) < max(1, jobs):
@@ -65,6 +68,12 @@ def run_graph(graph: nx.DiGraph, execute, jobs: int, keep_going: bool = False, s
                     if not keep_going:
                         stop = True
                     continue
+                except Exception as exc:
+                    exc.add_note(f"in task {node}")
+                    say(f"[{done}/{total}] {node} FAILED (internal error: {type(exc).__name__}: {exc})")
+                    crash = crash or exc
+                    stop = True
+                    continue
                 say(f"[{done}/{total}] {node}" + (f" ({note})" if note else ""))
                 for succ in graph.successors(node):
                     waiting[succ] -= 1
@@ -72,6 +81,8 @@ def run_graph(graph: nx.DiGraph, execute, jobs: int, keep_going: bool = False, s
                         ready.append(succ)
                 ready.sort()
     bar.close()
+    if crash is not None:
+        raise crash
     if skipped and failed:
         print(f"{len(skipped)} task(s) not run because of the failure", file=stream)
     return failed
