@@ -50,16 +50,21 @@ def format_size(n: int) -> str:
 
 
 def usage(root: Path) -> tuple[int, int]:
-    """(complete entries, bytes of every file) of a local cache dir (absent: empty)."""
+    """(complete entries, bytes of every file) in a local cache dir's shards (absent: empty)."""
     entries = size = 0
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            try:
-                size += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:  # removed meanwhile by a concurrent gc or build
-                continue
-            if name.endswith(".json") and not name.startswith("."):
-                entries += 1  # the sidecar is written last: it marks an entry complete
+    try:
+        shards = sorted(e.path for e in os.scandir(root) if len(e.name) == 2 and e.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, 0
+    for shard in shards:
+        for dirpath, _, filenames in os.walk(shard):
+            for name in filenames:
+                try:
+                    size += os.lstat(os.path.join(dirpath, name)).st_size
+                except OSError:  # removed meanwhile by a concurrent gc or build
+                    continue
+                if name.endswith(".json") and not name.startswith("."):
+                    entries += 1  # the sidecar is written last: it marks an entry complete
     return entries, size
 
 
