@@ -8,6 +8,7 @@ precedes its user's ``configure``.
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import networkx as nx
 
@@ -59,7 +60,7 @@ def _cycle_error(resolver, path: list[Recipe], dep: Recipe) -> None:
     start = next(i for i, r in enumerate(path) if r.pn == dep.pn)
     cycle = path[start:] + [dep]
     files = []
-    for a, b in zip(cycle, cycle[1:]):
+    for a, b in pairwise(cycle):
         files.append(f"{a.pn} needs {b.pn} at {resolver._item_where(a, 'depends', b.pn)}")
     raise UserError("dependency cycle: " + " -> ".join(r.pn for r in cycle), cycle[0].where("depends"),
                     hint="; ".join(files))
@@ -71,9 +72,9 @@ def task_graph(rgraph: nx.DiGraph) -> nx.DiGraph:
     for pn, data in rgraph.nodes(data=True):
         recipe = data["recipe"]
         names = [f"{pn}:{task}" for task in TASKS]
-        for name, task in zip(names, TASKS):
+        for name, task in zip(names, TASKS, strict=True):
             nodes[name] = {"recipe": recipe, "task": task}
-        edges.extend(zip(names, names[1:]))
+        edges.extend(pairwise(names))
     edges.extend((f"{dep}:package", f"{user}:configure") for dep, user in rgraph.edges())
     return _digraph(nodes, edges)
 
@@ -119,13 +120,14 @@ def to_json(graph: nx.DiGraph) -> str:
     json's indenting encoder is pure Python (~0.6 s for 70,000 tasks); the
     layout is fixed, so we write it ourselves and let the C encoder quote."""
     quote = json.encoder.encode_basestring_ascii
-    recipes: dict[int, str] = {}   # id(recipe) -> its quoted "recipe" and "version" lines, shared by its tasks
+    recipes: dict[int, tuple[str, str]] = {}   # id(recipe) -> its quoted "recipe" and "version" lines, for its tasks
     nodes = []
     for node, data in sorted(graph.nodes(data=True), key=lambda item: item[0]):
         recipe = data["recipe"]
         fields = recipes.get(id(recipe))
         if fields is None:
-            fields = recipes[id(recipe)] = (f'   "recipe": {quote(recipe.pn)},\n', f'   "version": {quote(recipe.version)}\n')
+            fields = recipes[id(recipe)] = (f'   "recipe": {quote(recipe.pn)},\n',
+                                            f'   "version": {quote(recipe.version)}\n')
         task = data.get("task")
         task = quote(task) if task.__class__ is str else json.dumps(task)
         nodes.append(f'  {{\n   "id": {quote(node)},\n{fields[0]}   "task": {task},\n{fields[1]}  }}')
