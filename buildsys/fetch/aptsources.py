@@ -20,7 +20,8 @@ def archive_urls(apt_dir: Path = APT_DIR) -> list[str]:
         entries += _one_line_entries(path)
     for path in sorted((apt_dir / "sources.list.d").glob("*.sources")):
         entries += _deb822_entries(path)
-    main, other = [], []
+    main: list[str] = []
+    other: list[str] = []
     for uri, suites in entries:
         uri = uri.rstrip("/")
         if not uri.startswith(("http://", "https://", "file:/")):

@@ -58,7 +58,8 @@ class DebianBackend(Backend):
             raise FetchError(f"{url}: expected debian:[suite/]package/file")
         located = archive(config).locate(package, name, suite)
         if expected_sha256 and located.sha256 and located.sha256 != expected_sha256:
-            raise ChecksumError(f"{url}: the Debian archive lists sha256 {located.sha256}, the recipe says {expected_sha256}",
+            raise ChecksumError(f"{url}: the Debian archive lists sha256 {located.sha256}, "
+                                f"the recipe says {expected_sha256}",
                                 hint="the archive's file differs from the one the recipe pins")
         http.download(located.url, part, config.progress, label=name)
 

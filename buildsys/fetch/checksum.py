@@ -1,4 +1,12 @@
-"""sha256 of downloads and layer files, and the record of what was verified."""
+"""sha256 of downloads and layer files, and the record of what was verified.
+
+The record (``.verified/<name>.json``: sha256, size, mtime, ctime, inode) only
+spares ``fetch`` from re-hashing a 140 MB tarball to learn that it is already
+downloaded.  It is never the reason a file's content is trusted: ``unpack``
+hashes the bytes it reads and refuses a file whose sha256 is not the
+recipe's.  ctime and inode are in the record because a file rewritten in
+place can have its size and mtime restored (os.utime), but not its ctime.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,15 +15,9 @@ import os
 import stat
 from pathlib import Path
 
-CHUNK = 1 << 20
+from ..fileio import atomic_write, sha256_file
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["sha256_file", "local_checksum", "verified", "record_verified", "forget_verified"]
 
 
 def local_checksum(path: Path) -> str:
@@ -33,7 +35,7 @@ def local_checksum(path: Path) -> str:
             if stat.S_ISLNK(st.st_mode):
                 digest.update(f"L {rel}\0{os.readlink(full)}\0".encode())
             else:
-                digest.update(f"F {rel}\0{'x' if st.st_mode & 0o111 else '-'}\0{sha256_file(Path(full))}\0".encode())
+                digest.update(f"F {rel}\0{'x' if st.st_mode & 0o111 else '-'}\0{sha256_file(full)}\0".encode())
     return digest.hexdigest()
 
 
@@ -41,8 +43,15 @@ def _stamp_path(path: Path) -> Path:
     return path.parent / ".verified" / (path.name + ".json")
 
 
+def _identity(st: os.stat_result) -> dict:
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
 def verified(path: Path, sha256: str) -> bool:
-    """True if ``path`` has ``sha256``; a stamp keyed by size and mtime spares re-hashing big files."""
+    """True if ``path`` has ``sha256``; a record keyed by size, mtime, ctime and
+    inode spares re-hashing big files.  A file that fails is not deleted here
+    (the caller downloads it again over the top), but its record is."""
+    path = Path(path)
     try:
         st = path.stat()
     except OSError:
@@ -50,20 +59,27 @@ def verified(path: Path, sha256: str) -> bool:
     stamp = _stamp_path(path)
     try:
         data = json.loads(stamp.read_text())
-        if (data["sha256"], data["size"], data["mtime_ns"]) == (sha256, st.st_size, st.st_mtime_ns):
+        if data == dict(_identity(st), sha256=sha256):
             return True
     except (OSError, ValueError, KeyError):
         pass
     if sha256_file(path) != sha256:
+        forget_verified(path)
         return False
     record_verified(path, sha256)
     return True
 
 
 def record_verified(path: Path, sha256: str) -> None:
-    st = path.stat()
+    path = Path(path)
     stamp = _stamp_path(path)
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
-    os.replace(tmp, stamp)
+    atomic_write(stamp, json.dumps(dict(_identity(path.stat()), sha256=sha256), sort_keys=True))
+
+
+def forget_verified(path: Path) -> None:
+    """Drop the record, so the next fetch hashes the file again (and replaces it if it is wrong)."""
+    try:
+        _stamp_path(Path(path)).unlink()
+    except OSError:
+        pass

@@ -45,7 +45,8 @@ class DebianArchive:
             urls = aptsources.archive_urls()
             if not urls:
                 raise FetchError("no Debian archive configured",
-                                 hint="apt has no sources; set debian_archive in buildsys.yaml or BUILDSYS_DEBIAN_ARCHIVE")
+                                 hint="apt has no sources; set debian_archive in buildsys.yaml "
+                                      "or BUILDSYS_DEBIAN_ARCHIVE")
             self._base = urls[0]
         return self._base
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -31,7 +32,8 @@ def fetch(source: Source, config: FetchConfig) -> Path:
             actual = local_checksum(path)
             if actual != source.sha256:
                 raise ChecksumError(f"{path.name}: sha256 mismatch: expected {source.sha256}, got {actual}",
-                                    source.where, hint=f"if the file is right, put this line in the recipe: sha256: {actual}")
+                                    source.where,
+                                    hint=f"if the file is right, put this line in the recipe: sha256: {actual}")
         return path
     if source.scheme.startswith("git"):
         _check_name(source)
@@ -44,9 +46,10 @@ def is_fetched(source: Source, config: FetchConfig) -> bool:
         return local_path(source).exists()
     if source.scheme.startswith("git"):
         if source.rev and git.FULL_SHA.match(source.rev):
-            return (config.dl_dir / source.name).exists() or git._has_commit(git.mirror_dir(source, config.dl_dir), source.rev)
+            return ((config.dl_dir / source.name).exists()
+                    or git._has_commit(git.mirror_dir(source, config.dl_dir), source.rev))
         return False
-    return bool(source.sha256) and verified(config.dl_dir / source.name, source.sha256)
+    return source.sha256 is not None and verified(config.dl_dir / source.name, source.sha256)
 
 
 def fetch_many(sources, config: FetchConfig) -> dict:
@@ -103,12 +106,20 @@ def _fetch_file(source: Source, config: FetchConfig) -> Path:
     if source.sha256 and verified(final, source.sha256):
         return final
     if config.offline and not any(url.startswith("file:") for _, url in _candidates(source, config)):
+        if final.exists():
+            raise NetworkAccessError(f"offline, and {final} does not have the recipe's sha256 {source.sha256} "
+                                     "(it changed after it was fetched)", source.where,
+                                     hint="delete it and run 'buildsys fetch' with network access")
         raise NetworkAccessError(f"offline, and {source.name} is not in the download dir {dl}", source.where)
     dl.mkdir(parents=True, exist_ok=True)
     (dl / ".locks").mkdir(exist_ok=True)
     with FileLock(str(dl / ".locks" / (source.name + ".lock"))):
         if source.sha256 and verified(final, source.sha256):
             return final          # another process fetched it while we waited
+        if source.sha256 and final.exists():
+            # Only a verified file is ever renamed to its final name: this one changed since.
+            print(f"warning: {final} no longer has the recipe's sha256 (changed after it was fetched); "
+                  "fetching it again", file=sys.stderr)
         return _download_verified(source, config, final)
 
 
@@ -164,7 +175,8 @@ def _download_verified(source: Source, config: FetchConfig, final: Path) -> Path
         url, actual = mismatches[0]
         raise ChecksumError(f"{source.name} from {url}: sha256 mismatch: expected {source.sha256}, got {actual}",
                             source.where,
-                            hint=f"nothing was kept; if the new file is right, put this line in the recipe: sha256: {actual}")
+                            hint="nothing was kept; if the new file is right, put this line in the recipe: "
+                                 f"sha256: {actual}")
     if config.offline:
         raise NetworkAccessError(f"offline, and {source.name} is neither in the download dir {config.dl_dir} "
                                  f"nor in a local mirror: " + "; ".join(tried), source.where)

@@ -36,7 +36,8 @@ def _git(args, cwd=None, check=True, where=None) -> subprocess.CompletedProcess:
     proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
-        reason = next((l for l in lines if l.startswith(("fatal:", "error:"))), lines[0] if lines else "failed")
+        reason = next((line for line in lines if line.startswith(("fatal:", "error:"))),
+                      lines[0] if lines else "failed")
         raise FetchError(f"git {args[0]} failed: {reason}", where)
     return proc
 
@@ -56,15 +57,18 @@ def check_rev(source: Source) -> None:
 def fetch(source: Source, dl_dir: Path, offline: bool) -> Path:
     """The tarball of the pinned commit, made from the mirror (which is updated when it lacks the commit)."""
     check_rev(source)
+    assert source.rev is not None
     mirror = mirror_dir(source, dl_dir)
     mirror.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(mirror) + ".lock"):
         pinned = FULL_SHA.match(source.rev)
         if not (pinned and _has_commit(mirror, source.rev)):
             if offline:
-                raise NetworkAccessError(f"{source.url}: commit {source.rev} is not in the download dir", source.where)
+                raise NetworkAccessError(f"{source.url}: commit {source.rev} is not in the download dir",
+                                         source.where)
             _update_mirror(source, mirror)
-        commit = _git(["rev-parse", "--verify", "-q", f"{source.rev}^{{commit}}"], cwd=mirror, check=False).stdout.strip()
+        commit = _git(["rev-parse", "--verify", "-q", f"{source.rev}^{{commit}}"], cwd=mirror,
+                      check=False).stdout.strip()
         if not commit:
             raise FetchError(f"{source.url}: no commit '{source.rev}' in the repository", source.where)
         return _tarball(source, mirror, commit, dl_dir)

@@ -37,7 +37,8 @@ def session() -> requests.Session:
         # the loop below, which knows whether any byte arrived.
         retry = Retry(total=3, connect=3, read=0, status=3, backoff_factor=0.5,
                       status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
-                      raise_on_status=False)
+                      raise_on_status=False,
+                      respect_retry_after_header=False)   # Retry-After: 86400 must not hang a build
         s = requests.Session()
         adapter = HTTPAdapter(max_retries=retry)
         s.mount("http://", adapter)
@@ -80,8 +81,8 @@ def download(url: str, part: Path, progress: bool = True, label: str | None = No
                     mode = "ab" if resp.status_code == 206 and have else "wb"
                     if mode == "wb":
                         have = 0
-                    total = resp.headers.get("Content-Length")
-                    total = int(total) + have if total and total.isdigit() else None
+                    length = resp.headers.get("Content-Length")
+                    total = int(length) + have if length and length.isdigit() else None
                     if bar is None:
                         bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                                    desc=label or part.name.removesuffix(".part"), leave=False,
@@ -102,7 +103,8 @@ def download(url: str, part: Path, progress: bool = True, label: str | None = No
                 if progressed:
                     resumes += 1
                     if resumes > RESUME_ATTEMPTS:
-                        raise FetchError(f"{url}: gave up after {resumes} interrupted transfers: {_short(exc)}") from None
+                        raise FetchError(f"{url}: gave up after {resumes} interrupted transfers: "
+                                         f"{_short(exc)}") from None
                 else:
                     stalled += 1
                     if stalled >= STALLED_ATTEMPTS or _is_connect_failure(exc):

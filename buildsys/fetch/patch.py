@@ -23,7 +23,8 @@ def apply_patches(patches, src_dir: Path) -> None:
         if not path.is_file():
             raise UnpackError(f"patch {path.name} does not exist", where, hint=str(path))
         base = ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-d", str(src_dir), "-i", str(path)]
-        dry = subprocess.run(base + ["--dry-run"], capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+        dry = subprocess.run(base + ["--dry-run"], capture_output=True, text=True,
+                             env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
         if dry.returncode != 0:
             raise UnpackError(_failure(path, dry.stdout + dry.stderr), where)
         real = subprocess.run(base, capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})

@@ -62,11 +62,12 @@ class FetchConfig:
         self.dl_dir = Path(self.dl_dir)
 
     @classmethod
-    def from_settings(cls, dl_dir, settings: dict, environ=None) -> "FetchConfig":
+    def from_settings(cls, dl_dir, settings: dict, environ=None) -> FetchConfig:
         """Settings (project/site config) first, then the BUILDSYS_* environment overrides."""
         env = os.environ if environ is None else environ
         premirrors = list(settings.get("premirrors") or [])
-        mirrors = list(settings.get("mirrors") if settings.get("mirrors") is not None else DEFAULT_MIRRORS)
+        configured = settings.get("mirrors")
+        mirrors = list(configured if configured is not None else DEFAULT_MIRRORS)
         if env.get("BUILDSYS_PREMIRRORS") is not None:
             premirrors = env["BUILDSYS_PREMIRRORS"].split()
         if env.get("BUILDSYS_MIRRORS") is not None:

@@ -198,7 +198,7 @@ def make_config(dl_dir):
     """FetchConfig with no mirrors by default, so no test ever reaches the host's Debian archive."""
     from buildsys.fetch import FetchConfig
 
-    def make(**kw) -> "FetchConfig":
+    def make(**kw) -> FetchConfig:
         kw.setdefault("dl_dir", dl_dir)
         kw.setdefault("mirrors", [])
         return FetchConfig(**kw)

@@ -162,7 +162,7 @@ def make_git_repo(path: Path) -> GitRepo:
     first = {"README": b"first\n", "src/a.c": b"int a;\n"}
     second = {"README": b"second\n", "src/a.c": b"int a;\n", "src/b.c": b"int b;\n"}
     commits, times = [], [1_500_000_000, 1_600_000_000]
-    for files, when in zip((first, second), times):
+    for files, when in zip((first, second), times, strict=True):
         for rel, data in files.items():
             (path / rel).parent.mkdir(parents=True, exist_ok=True)
             (path / rel).write_bytes(data)

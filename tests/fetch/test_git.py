@@ -64,7 +64,7 @@ def test_short_or_unknown_commit_is_refused(git_repo, make_config, rev):
 
 def test_new_rev_with_same_filename_gives_the_new_commit(git_repo, make_config, tmp_path):
     """filename names the tarball; changing rev must not return the old commit's tarball."""
-    for commit, expected in zip(git_repo.commits, git_repo.contents):
+    for commit, expected in zip(git_repo.commits, git_repo.contents, strict=True):
         source = Source(git_repo.url, rev=commit, filename="project.tar")
         dest = tmp_path / f"src-{commit[:7]}"
         dest.mkdir()

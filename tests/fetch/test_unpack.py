@@ -182,3 +182,77 @@ def test_source_date_epoch_is_newest_member_mtime(workspace):
     old.mtime, new.mtime = 1_000_000_000, 1_200_000_000
     archive = write_tar(workspace.archives / "dates.tar.xz", [new, old], "tar.xz")
     assert source_date_epoch(archive) == 1_200_000_000
+
+
+# --- errors name the member as stored, and are bad input (exit 2) -----------------------------
+
+@pytest.mark.parametrize("members, expected", [
+    ([special("pkg-1.0/link", tarfile.SYMTYPE, "/etc")], ["'pkg-1.0/link'", "'/etc'"]),
+    ([special("pkg-1.0/up", tarfile.SYMTYPE, "../..")], ["'pkg-1.0/up'", "'../..'"]),
+    ([special("pkg-1.0/passwd", tarfile.LNKTYPE, "/etc/passwd")], ["'pkg-1.0/passwd'", "'/etc/passwd'"]),
+    ([("pkg-1.0/a", b"a"), special("pkg-1.0/b", tarfile.LNKTYPE, "pkg-1.0/../../../etc/passwd")],
+     ["'pkg-1.0/b'", "'pkg-1.0/../../../etc/passwd'"]),
+    ([special("pkg-1.0/b", tarfile.LNKTYPE, "other")], ["'pkg-1.0/b'", "'other'"]),
+    ([special("pkg-1.0/dev/null", tarfile.CHRTYPE)], ["'pkg-1.0/dev/null'", "device"]),
+    ([("pkg-1.0/../evil", b"x")], ["'pkg-1.0/../evil'"]),
+])
+def test_errors_name_the_member_as_stored_in_the_archive(workspace, members, expected):
+    archive = write_tar(workspace.archives / "pkg-1.0.tar.gz", members, "tar.gz")
+    with pytest.raises(UnpackError) as info:
+        unpack(archive, workspace.dest, src(archive, strip=1))
+    message = str(info.value)
+    assert message.startswith(f"{archive}: member "), message
+    for part in expected:
+        assert part in message, message
+    assert info.value.exit_code == 2 and "\n" not in message
+    assert workspace.outside_dest() == ["sentinel"]
+    assert tree(workspace.dest) == {}, "nothing of a refused archive is left in the tree"
+
+
+def test_symlink_chain_written_in_reverse_order_is_refused(workspace):
+    """a -> b/../../sentinel is harmless while b does not exist; b -> .. written
+    afterwards makes it lead outside.  Every link is checked again at the end."""
+    archive = write_tar(workspace.archives / "chain.tar.gz", [
+        special("d1/a", tarfile.SYMTYPE, "b/../../sentinel"),
+        special("d1/b", tarfile.SYMTYPE, ".."),
+    ], "tar.gz")
+    with pytest.raises(UnpackError) as info:
+        unpack(archive, workspace.dest, src(archive, strip=0))
+    assert "'d1/a'" in str(info.value)
+    assert links_leading_outside(workspace.dest) == []
+    assert tree(workspace.dest) == {}
+
+
+def test_file_member_over_a_link_that_came_to_lead_outside_writes_nothing_outside(workspace):
+    archive = write_tar(workspace.archives / "chain.tar.gz", [
+        special("d1/a", tarfile.SYMTYPE, "b/../../sentinel/evil"),
+        special("d1/b", tarfile.SYMTYPE, ".."),
+        ("d1/a", b"evil\n"),
+    ], "tar.gz")
+    try:
+        unpack(archive, workspace.dest, src(archive, strip=0))
+    except UnpackError:
+        pass
+    assert workspace.outside_dest() == ["sentinel"]
+    assert links_leading_outside(workspace.dest) == []
+
+
+def test_file_member_replaces_an_earlier_link_instead_of_writing_through_it(workspace):
+    archive = write_tar(workspace.archives / "relink.tar.gz", [
+        ("pkg/target", b"original\n"),
+        special("pkg/link", tarfile.SYMTYPE, "target"),
+        ("pkg/link", b"replacement\n"),
+    ], "tar.gz")
+    unpack(archive, workspace.dest, src(archive))
+    assert (workspace.dest / "target").read_bytes() == b"original\n"
+    assert not (workspace.dest / "link").is_symlink()
+    assert (workspace.dest / "link").read_bytes() == b"replacement\n"
+
+
+def test_hard_link_inside_the_tree_is_kept_after_strip(workspace):
+    archive = write_tar(workspace.archives / "hard.tar.gz", [
+        ("pkg-1.0/a", b"shared\n"),
+        special("pkg-1.0/b", tarfile.LNKTYPE, "pkg-1.0/a"),
+    ], "tar.gz")
+    unpack(archive, workspace.dest, src(archive))
+    assert os.path.samefile(workspace.dest / "a", workspace.dest / "b")
