@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .model import Recipe
 from .plan import Plan
 from .resolve import HOST_ARCH
 from .scheduler import TaskFailure, run_graph
-from .store import PackageStore
+from .store import PackageStore, UnusableCacheEntry
 from .tasks import TaskRun, run_task
 
 # The kernel's name for the build host's architecture (native builds' ARCH).
@@ -45,6 +46,7 @@ class Session:
         # 2 when a task failed on bad input (a hostile archive, a missing
         # file), 1 when a build step failed.
         self.failure_status = 1
+        self.unusable: set[str] = set()     # recipes whose cache entry failed verification
         self._lock_file = None
 
     # --- planning -------------------------------------------------------------
@@ -87,9 +89,17 @@ class Session:
         # We hold the lock: temp dirs left here are from a build that was killed.
         self.store.remove_stale()
 
-    def run(self, graph: nx.DiGraph, keep_going: bool) -> list[str]:
+    def run(self, graph: nx.DiGraph, keep_going: bool, force=frozenset()) -> list[str]:
+        """Run the graph; a restore whose cache entry fails verification is
+        not an error: that recipe (and what it needs) is built instead."""
         self.lock()
-        return run_graph(graph, self.execute, self.jobs, keep_going)
+        while True:
+            failed = run_graph(graph, self.execute, self.jobs, keep_going)
+            retry = {node.rsplit(":", 1)[0] for node in failed if node.rsplit(":", 1)[0] in self.unusable}
+            if not failed or len(retry) != len(failed):
+                return failed
+            graph = self.execution_graph(set(force) | self.unusable)
+            print(f"building {', '.join(sorted(retry))} instead of restoring from the cache", file=sys.stderr)
 
     def execute(self, node: str) -> str | None:
         pn, task = node.rsplit(":", 1)
@@ -104,6 +114,11 @@ class Session:
         running.touch()
         try:
             result = run_task(TaskRun(self, recipe, task, paths, log_path))
+        except UnusableCacheEntry as exc:
+            self.unusable.add(pn)
+            with open(log_path, "a") as log:
+                log.write(f"WARNING: {exc}\n")
+            raise TaskFailure(f"warning: {pn}: {exc}; building it instead") from None
         except StepFailed as exc:
             raise TaskFailure(self._report(node, log_path, f"exit status {exc.status}", exc.replay)) from None
         except (BuildError, UserError) as exc:

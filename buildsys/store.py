@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import artifact
 from .cache import CacheBackend
-from .errors import BuildError
+from .errors import BuildError, UnpackError
 from .fileio import atomic_write
 
 
@@ -49,6 +49,7 @@ class PackageStore:
     def add_built(self, sig: str, dest: Path, meta: dict, cache_meta: dict) -> None:
         """Pack a task's /build/dest, check it, cache it, publish it."""
         self.root.mkdir(parents=True, exist_ok=True)
+        artifact.check_tree(dest)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".pack-") as tmp:
             archive = Path(tmp) / f"{sig}.tar.lz4"
             artifact.pack(dest, archive)
@@ -61,15 +62,21 @@ class PackageStore:
             self._publish(sig, staged, meta)
 
     def restore(self, sig: str, meta: dict) -> None:
+        """Publish the cache's archive for ``sig``; UnusableCacheEntry when it
+        is gone or fails verification (the caller then builds instead)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".restore-") as tmp:
             archive = Path(tmp) / f"{sig}.tar.lz4"
             if not self.cache.get(sig, archive):
-                raise BuildError(f"cache entry {sig} disappeared or failed verification; run the build again")
+                raise UnusableCacheEntry(f"cache entry {sig} disappeared or failed verification")
             staged = Path(tmp) / "tree"
-            artifact.unpack(archive, staged)
+            try:
+                artifact.unpack(archive, staged)
+            except UnpackError as exc:
+                raise UnusableCacheEntry(f"cache entry {sig} is unsafe: {exc}") from None
             if "source_date_epoch" not in meta:
-                meta["source_date_epoch"] = self._cached_epoch(sig)
+                cached = self.cache.get_meta(sig) or {}
+                meta["source_date_epoch"] = int(cached.get("source_date_epoch", 0) or 0)
             self._publish(sig, staged, meta)
 
     def _publish(self, sig: str, tree: Path, meta: dict) -> None:
@@ -79,12 +86,6 @@ class PackageStore:
         os.replace(tree, final)
         atomic_write(self.root / f"{sig}.json", json.dumps(meta, indent=1, sort_keys=True))
 
-    def _cached_epoch(self, sig: str) -> int:
-        with tempfile.TemporaryDirectory() as tmp:
-            dest = Path(tmp) / "meta.json"
-            try:
-                if self.cache._get_raw(f"{sig}.json", dest):
-                    return int(json.loads(dest.read_text()).get("source_date_epoch", 0))
-            except (OSError, ValueError, TypeError):
-                pass
-        return 0
+
+class UnusableCacheEntry(BuildError):
+    """A cache entry that cannot be used: the recipe is built instead."""
