@@ -2,6 +2,7 @@
 appends and overrides (and `buildsys show` says where), the hard-coded
 PARTUUIDs match the disk layouts, and the core works without the layers."""
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,29 @@ def test_core_works_without_the_board_layers(tmp_path):
     assert run_buildsys("--project", copy, "show", "linux", "--board", "raspberrypi3", env=env).returncode == 2
     # The core's own arm64 board stays.
     run_buildsys("--project", copy, "show", "linux", "--board", "qemu-arm64", env=env, check=0)
+
+
+@pytest.mark.parametrize("with_git", [True, False])
+def test_the_project_copy_leaves_build_output_behind(tmp_path, with_git):
+    """What the copy above relies on: after `make run` the checkout has build/
+    with links into the sandbox's /build (dangling here), a held .lock and a
+    venv; the copy takes the project's own files only, with or without git."""
+    src = tmp_path / "src"
+    (src / "recipes/a/files").mkdir(parents=True)
+    (src / "recipes/a/a.yaml").write_text("format: 1\nname: a\n")
+    (src / "recipes/a/files/link.txt").symlink_to("a-target.txt")      # a project's own dangling link: skipped
+    (src / "build/work/a/obj").mkdir(parents=True)
+    (src / "build/work/a/obj/source").symlink_to("/build/src/nowhere")
+    (src / "build/.lock").write_text("")
+    (src / "build/deploy").mkdir()
+    (src / "build/deploy/image.img").write_bytes(b"\0" * 1024)
+    (src / ".venv/bin").mkdir(parents=True)
+    (src / ".venv/bin/python").symlink_to("/nonexistent/python3")
+    (src / "buildsys.yaml").write_text("format: 1\n")
+    (src / ".gitignore").write_text("build/\n.venv/\n")
+    if with_git:
+        subprocess.run(["git", "init", "-q", str(src)], check=True)
+        subprocess.run(["git", "-C", str(src), "add", "buildsys.yaml", ".gitignore"], check=True)
+    copy = copy_project(tmp_path / "copy", root=src)
+    files = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
+    assert files == [".gitignore", "buildsys.yaml", "recipes", "recipes/a", "recipes/a/a.yaml"]
