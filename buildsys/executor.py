@@ -62,25 +62,25 @@ class RecipePaths:
 
 
 def sources_of(recipe: Recipe) -> list:
-    """The recipe's sources as fetch.Source objects."""
+    """The recipe's sources (SourceEntry, checked when the recipe was parsed)
+    as fetch.Source objects."""
     from .fetch import Source
 
     out = []
     for entry in recipe.get("sources", []):
-        where = entry.get("_where")
-        common = dict(strip=int(entry.get("strip", 1)), unpack=bool(entry.get("unpack", True)),
-                      dest=entry.get("dest", ""), where=where, filename=entry.get("name"))
-        if "file" in entry:
-            ref = entry["file"]
-            if not ref.path.exists():
+        ref = entry.file
+        common = dict(strip=entry.strip if entry.strip is not None else (0 if ref is not None else 1),
+                      unpack=entry.unpack is not False, dest=entry.dest or "", where=entry.where,
+                      filename=entry.name)
+        if ref is not None:
+            if not ref.path.exists():   # checked at parse time; it may have gone since
                 raise UserError(f"file '{ref.raw}' does not exist", ref.where, hint=f"looked for {ref.path}")
-            common["strip"] = int(entry.get("strip", 0))
             out.append(Source(url=ref.path.resolve().as_uri(), **common))
-        elif "git" in entry:
-            out.append(Source(url="git+" + entry["git"], rev=entry.get("rev"),
-                              allow_branch=bool(entry.get("allow_branch", False)), **common))
+        elif entry.git is not None:
+            out.append(Source(url="git+" + entry.git, rev=entry.rev, allow_branch=bool(entry.allow_branch),
+                              **common))
         else:
-            out.append(Source(url=entry["url"], sha256=entry.get("sha256"), **common))
+            out.append(Source(url=entry.url, sha256=entry.sha256, **common))
     return out
 
 

@@ -34,13 +34,18 @@ class Project:
     append_files: dict[str, list[tuple[Layer, Path]]] = field(default_factory=dict)
     board_files: dict[str, list[tuple[Layer, Path]]] = field(default_factory=dict)
     input_files: list[Path] = field(default_factory=list)  # every YAML file read or to be read
+    # Where each project setting is set (buildsys.yaml, or local.yaml when it wins).
+    settings_where: dict[str, Where] = field(default_factory=dict)
     # Recipe and append files are loaded through this; the workspace points it
     # at the build directory's cache (default: no cache, just parse).
     parse_cache: ParseCache = field(default_factory=ParseCache)
 
 
-def _load_settings(root: Path) -> dict:
-    settings = schema.validate_plain(yamlio.load(root / PROJECT_FILE), schema.PROJECT_KEYS, "project file")
+def _load_settings(root: Path) -> tuple[dict, dict[str, Where]]:
+    """The project settings, and where each is set."""
+    data = yamlio.load(root / PROJECT_FILE)
+    settings = schema.validate_plain(data, schema.PROJECT_KEYS, "project file")
+    positions = {key: data.where(key) for key in data}
     local = root / LOCAL_FILE
     if local.is_file():
         data = yamlio.load(local)
@@ -50,16 +55,17 @@ def _load_settings(root: Path) -> dict:
                 settings["layers"] = list(settings["layers"]) + list(extra["layers"])
             elif key != "format":
                 settings[key] = extra[key]
-    return settings
+                positions[key] = data.where(key)
+    return settings, positions
 
 
-def _load_layer(path: Path) -> Layer:
+def _load_layer(path: Path) -> tuple[Layer, yamlio.Map]:
     config = path / "layer.yaml"
     data = yamlio.load(config)
     values = schema.validate_plain(data, schema.LAYER_KEYS, "layer config", required=("name",))
     if values["name"] == "core":
         raise UserError("the layer name 'core' is reserved for the project's own recipes", data.where("name"))
-    return Layer(values["name"], values["priority"], path, tuple(values["depends"]), str(config))
+    return Layer(values["name"], values["priority"], path, tuple(values["depends"]), str(config)), data
 
 
 def _scan(layer: Layer, project: Project) -> None:
@@ -85,7 +91,7 @@ def _scan(layer: Layer, project: Project) -> None:
 
 def load_project(root: Path, environ=os.environ) -> Project:
     root = root.resolve()
-    settings = _load_settings(root)
+    settings, settings_where = _load_settings(root)
     core = Layer("core", 0, root, (), str(root / PROJECT_FILE))
     dirs: list[Path] = []
     layers_dir = root / "layers"
@@ -95,6 +101,7 @@ def load_project(root: Path, environ=os.environ) -> Project:
     dirs += [Path(d) for d in environ.get("BUILDSYS_LAYERS", "").split(":") if d]
     layers = [core]
     seen: dict[str, Layer] = {"core": core}
+    configs: dict[str, yamlio.Map] = {}
     for d in dirs:
         d = d.resolve()
         if any(layer.path == d for layer in layers):
@@ -102,22 +109,38 @@ def load_project(root: Path, environ=os.environ) -> Project:
         if not (d / "layer.yaml").is_file():
             raise UserError(f"no layer.yaml in layer directory {d}", Where(str(root / PROJECT_FILE)),
                             hint="a layer needs layers/<name>/layer.yaml")
-        layer = _load_layer(d)
+        layer, data = _load_layer(d)
         if layer.name in seen:
-            raise UserError(f"layer name '{layer.name}' used twice", Where(layer.config),
+            raise UserError(f"layer name '{layer.name}' used twice", data.where("name"),
                             hint=f"also {seen[layer.name].config}")
         seen[layer.name] = layer
+        configs[layer.name] = data
         layers.append(layer)
     for layer in layers:
-        for dep in layer.depends:
+        for i, dep in enumerate(layer.depends):
             if dep not in seen:
+                depends = configs[layer.name]["depends"]
                 raise UserError(f"layer '{layer.name}' depends on layer '{dep}', which is not in effect",
-                                Where(layer.config), hint=schema.suggest(dep, seen))
+                                depends.where(i) if isinstance(depends, yamlio.Seq) else Where(layer.config),
+                                hint=schema.suggest(dep, seen) or
+                                f"layers in effect: {', '.join(sorted(seen))}")
     # Stable order: priority, then name; the core layer (0) comes first.
     layers.sort(key=lambda layer: (layer.priority, layer.name != "core", layer.name))
-    project = Project(root, settings, layers, input_files=[root / PROJECT_FILE])
+    project = Project(root, settings, layers, input_files=[root / PROJECT_FILE], settings_where=settings_where)
     for layer in layers:
         if layer.name != "core":
             project.input_files.append(Path(layer.config))
         _scan(layer, project)
+    _check_appends(project)
     return project
+
+
+def _check_appends(project: Project) -> None:
+    """An append whose recipe no layer has changes nothing: an error (a
+    renamed recipe or a missing layer), as BitBake does for a dangling bbappend."""
+    for name in sorted(project.append_files):
+        if name not in project.recipe_files:
+            _, path = project.append_files[name][0]
+            raise UserError(f"append for recipe '{name}', which no layer has", Where(str(path), 1, 1),
+                            hint=schema.suggest(name, project.recipe_files) or
+                            "remove the append, or add the layer holding the recipe")

@@ -1,6 +1,7 @@
 """The things buildsys reasons about: layers, boards, recipes."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,10 +33,22 @@ class Board:
     path: Path
     layer: Layer
     values: dict[str, Any]
+    # Where each top-level key is set in the board file (nested values are
+    # yamlio Maps/Seqs and carry their own positions).
+    positions: dict[str, Where] = field(default_factory=dict, repr=False)
 
     def get(self, key: str, default=None):
         value = self.values.get(key)
         return default if value is None else value
+
+    def where(self, key: str | None = None, sub: str | None = None) -> Where:
+        """Where ``key`` (and within its mapping, ``sub``) is set; else the board file."""
+        if key is None:
+            return Where(str(self.path))
+        value: Any = self.values.get(key)
+        if sub is not None and hasattr(value, "where") and sub in value:
+            return value.where(sub)
+        return self.positions.get(key) or Where(str(self.path))
 
     @property
     def arch(self) -> str:
@@ -57,7 +70,7 @@ class FileRef:
     raw: str
     base: str          # directory of the YAML file that named it
     layer_root: str    # the layer's directory, to name the file without absolute paths
-    where: Where
+    where: Where = field(compare=False)
 
     @property
     def path(self) -> Path:
@@ -69,6 +82,45 @@ class FileRef:
             return str(self.path.resolve().relative_to(Path(self.layer_root).resolve()))
         except ValueError:
             return self.raw
+
+
+_SOURCE_KEYS = ("url", "sha256", "git", "rev", "file", "name", "strip", "unpack", "dest", "allow_branch")
+
+
+@dataclass(frozen=True)
+class SourceEntry(Mapping):
+    """One entry of a recipe's ``sources:``, checked when the recipe is parsed
+    (schema.Sources).  Exactly one of url, git and file is set; None is "not
+    written" (the fetch defaults apply, see executor.sources_of).
+
+    It reads like the mapping it was written as -- ``entry["url"]``,
+    ``"file" in entry``, ``entry.items()`` give the keys set -- which is also
+    its form in signatures and package metadata.  Its position is beside the
+    values, not among them."""
+
+    url: str | None = None
+    sha256: str | None = None
+    git: str | None = None
+    rev: str | None = None
+    file: FileRef | None = None
+    name: str | None = None
+    strip: int | None = None
+    unpack: bool | None = None
+    dest: str | None = None
+    allow_branch: bool | None = None
+    where: Where | None = field(default=None, compare=False, repr=False)
+
+    def __getitem__(self, key: str):
+        value = getattr(self, key) if key in _SOURCE_KEYS else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self):
+        return (key for key in _SOURCE_KEYS if getattr(self, key) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ class ParseCache:
         self.hits = self.misses = 0
 
     @classmethod
-    def for_build_dir(cls, build: Path, environ=os.environ) -> "ParseCache":
+    def for_build_dir(cls, build: Path, environ=os.environ) -> ParseCache:
         """The build directory's cache; BUILDSYS_PARSE_CACHE=0 turns it off."""
         if environ.get("BUILDSYS_PARSE_CACHE", "1") in ("0", "no", "off", "false"):
             return cls(None)

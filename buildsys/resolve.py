@@ -2,6 +2,7 @@
 overrides, defaults, variables, providers and dependencies."""
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -9,12 +10,13 @@ from . import classes, schema, yamlio
 from .classes.base import SANDBOX_DEST, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC, SANDBOX_SYSROOT, BuildClass
 from .errors import UserError, Where
 from .expand import expand_value
+from .image import disk
 from .layers import Project
-from .model import Board, HistoryEntry, Layer, Recipe
+from .model import Board, FileRef, HistoryEntry, Layer, Recipe, SourceEntry
 from .overrides import apply_block
 
 HOST_ARCH = platform.machine()
-VARIANTS = ("target", "native")
+VARIANTS = schema.VARIANTS
 
 
 def _pick(candidates: list[tuple[Layer, Path]], what: str, name: str) -> tuple[Layer, Path]:
@@ -37,11 +39,10 @@ def load_board(project: Project, name: str, where: Where | None = None) -> Board
     values = schema.validate_plain(data, schema.BOARD_KEYS, "board config", required=("name", "arch"))
     if values["name"] != name:
         raise UserError(f"board name '{values['name']}' does not match its file name '{name}.yaml'", data.where("name"))
-    if values["arch"] not in ("x86_64", "aarch64", "arm", "riscv64"):
-        raise UserError(f"unknown arch '{values['arch']}'", data.where("arch"), hint="x86_64 or aarch64")
-    board = Board(name, path, layer, values)
-    board.values["_where"] = {k: data.where(k) for k in data}
-    return board
+    if "disk" in data and data["disk"] is not None:
+        # What the image class will make of it, checked now, with positions.
+        disk.parse_layout(values["disk"], name, data.where("disk"), arch=values["arch"])
+    return Board(name, path, layer, values, {k: data.where(k) for k in data})
 
 
 class Resolver:
@@ -59,7 +60,7 @@ class Resolver:
         self._resolved: dict[tuple[str, str], Recipe] = {}
         self._providers: dict[str, list[str]] | None = None
         self._parsed: dict[str, yamlio.Map | UserError] | None = None
-        self._class_tables: dict[type, tuple[dict, list]] = {}
+        self._class_tables: dict[type, tuple[dict, list, tuple]] = {}
         self._classes: dict[str, type[BuildClass]] = {}
         self._board_vars: dict[str, dict[str, str]] = {}
 
@@ -118,16 +119,18 @@ class Resolver:
             found = self._resolved[(name, variant)] = self._resolve(name, variant, where)
         return found
 
-    def _class_table(self, build_class: type[BuildClass]) -> tuple[dict, list]:
-        """The keys a class's recipes accept, and the defaults to fill in (in
-        that order): the same for every recipe of the class, so built once."""
+    def _class_table(self, build_class: type[BuildClass]) -> tuple[dict, list, tuple]:
+        """The keys a class's recipes accept, the defaults to fill in (in
+        that order) and the keys whose values hold layer files: the same for
+        every recipe of the class, so built once."""
         table = self._class_tables.get(build_class)
         if table is None:
             params = dict(schema.RECIPE_KEYS)
             params.update(build_class.params)
-            defaults = [(key, param.default, _plain(param.default)) for key, param in params.items()
-                        if param.default is not None and key not in schema.META_KEYS]
-            table = self._class_tables[build_class] = (params, defaults)
+            defaults = [(key, setting.default, _plain(setting.default)) for key, setting in params.items()
+                        if setting.default is not None and key not in schema.META_KEYS]
+            file_keys = tuple(key for key, setting in params.items() if setting.holds_files)
+            table = self._class_tables[build_class] = (params, defaults, file_keys)
         return table
 
     def _resolve(self, name: str, variant: str, where) -> Recipe:
@@ -139,27 +142,27 @@ class Resolver:
                 adata = self._load(apath)
                 schema.check_format(adata, "append")
                 appends.append((alayer, apath, adata))
-        class_name = data.get("class", "script")
-        class_block = data
+        class_name, class_block = data.get("class"), data
         for _, _, adata in appends:
-            if "class" in adata:
+            if adata.get("class") is not None:
                 class_name, class_block = adata["class"], adata
-        build_class = self._classes.get(class_name) if class_name.__class__ is str else None
+        if class_name is None:
+            class_name = "script"
+        elif class_name.__class__ is not str:
+            class_name = schema.RECIPE_KEYS["class"].parse(class_name, class_block.where("class"))
+        build_class = self._classes.get(class_name)
         if build_class is None:
             build_class = classes.get(class_name, class_block.where("class"))
             self._classes[class_name] = build_class
-        params, defaults = self._class_table(build_class)
+        params, defaults, file_keys = self._class_table(build_class)
 
         values: dict = {}
         history: dict[str, list[HistoryEntry]] = {}
         apply_block(values, history, data, params, "recipe", str(layer.path))
-        for alayer, apath, adata in appends:
+        for alayer, _, adata in appends:
             apply_block(values, history, adata, params, f"append {alayer.name}", str(alayer.path))
 
         variants = values.get("variants", ["target"])
-        for i, v in enumerate(variants):
-            if v not in VARIANTS:
-                raise UserError(f"unknown variant '{v}'", data.where("variants"), hint="target or native")
         if variant not in variants:
             raise UserError(f"recipe '{name}' has no {variant} variant (variants: {', '.join(variants)})",
                             _as_where(where) or data.where(), hint=f"add '{variant}' to variants: in {path}")
@@ -178,6 +181,10 @@ class Resolver:
         values["class"] = class_name
         recipe = Recipe(name, variant, layer, path, values, history, tuple(p for _, p, _ in appends))
         self._expand(recipe, plain_defaults)
+        for key in file_keys:
+            value = values.get(key)
+            if value:
+                _check_files(value)
         return recipe
 
     def _apply_overrides(self, values, history, params, blocks, variant: str) -> None:
@@ -187,11 +194,11 @@ class Resolver:
             selectors.append(f"board:{self.board.name}")
         else:
             selectors.append("native")
-        for block, root in blocks:
+        for block, _ in blocks:
             overrides = block.get("overrides")
             if overrides is None:
                 continue
-            if not isinstance(overrides, dict):
+            if not isinstance(overrides, yamlio.Map):
                 raise UserError("'overrides' must be a mapping", block.where("overrides"))
             for sel in overrides:
                 if not (str(sel).startswith(("arch:", "board:")) or sel == "native"):
@@ -279,7 +286,7 @@ class Resolver:
         if preferred:
             if preferred not in self.project.recipe_files:
                 raise UserError(f"preferred provider '{preferred}' for '{virtual}' is not a recipe",
-                                self.board.values["_where"].get("preferred_providers", Where(str(self.board.path))),
+                                self.board.where("preferred_providers", virtual),
                                 hint=schema.suggest(preferred, self.project.recipe_files))
             return preferred
         if len(candidates) == 1:
@@ -352,9 +359,32 @@ class Resolver:
             value = entry.value
             if isinstance(value, list) and item in value and hasattr(value, "where"):
                 return value.where(value.index(item))
-            if isinstance(value, list) and item in value:
+            if isinstance(value, list) and item in value and entry.where is not None:
                 return entry.where
         return recipe.where(key)
+
+
+def _check_files(value) -> None:
+    """Every layer file a resolved recipe names exists and is inside its layer
+    (found now, at its position, rather than when a task needs it)."""
+    refs: list
+    if isinstance(value, FileRef):
+        refs = [value]
+    elif isinstance(value, list):
+        refs = [v.file if v.__class__ is SourceEntry else v for v in value]
+    else:
+        return
+    for ref in refs:
+        if ref.__class__ is not FileRef:
+            continue
+        path = ref.path
+        root = os.path.realpath(ref.layer_root)
+        real = os.path.realpath(path)
+        if real != root and not real.startswith(root.rstrip("/") + "/"):
+            raise UserError(f"file '{ref.raw}' is outside its layer", ref.where,
+                            hint=f"layer files must live under {ref.layer_root}")
+        if not os.path.exists(real):
+            raise UserError(f"file '{ref.raw}' does not exist", ref.where, hint=f"looked for {path}")
 
 
 def _plain(default) -> bool:

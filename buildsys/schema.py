@@ -1,136 +1,595 @@
 """Which keys each file kind accepts, and their types.
 
-One table per file kind drives validation and the "did you mean" hints; build
-classes add their own parameters (classes/base.py Param).
+Every key is a typed *setting*: a small object with one ``parse(value, where,
+layer)`` that checks a value as written (raising a positioned UserError) and
+returns what the rest of buildsys sees, plus its default and its doc.  One
+table per file kind (recipe, source entry, layer, project, board and the
+board's disk/qemu/boot sections) drives validation, defaults and the "did you
+mean" hints; build classes add their own keys (``BuildClass.params``) with the
+same types, and ``class_params_doc()`` turns those tables into the "Class
+parameters" section of docs/formats.md (a test keeps it in sync:
+``python -m buildsys.schema docs/formats.md`` rewrites it).
+
+``parse`` gets a value that is not None (``key: null`` unsets, elsewhere), the
+value's position, and the layer directory (for file paths).  Lists and
+mappings come as yamlio Seq/Map, whose items carry their own positions; they
+are returned as they are (coerced in place where YAML is ambiguous: ``1.2``
+is a string where a string is wanted), so later stages can still point at an
+item.
 """
 from __future__ import annotations
 
 import difflib
+import os
+import re
+import sys
+import typing
 
-from .classes.base import Param
-from .errors import UserError
+from .errors import UserError, Where
+from .model import FileRef, SourceEntry
 from .yamlio import Map, Seq
 
 FORMAT = 1
+VARIANTS = ("target", "native")
+ARCHES = ("x86_64", "aarch64", "arm", "riscv64")
+# The engine's tasks whose steps a recipe may replace (classes/base.py CLASS_TASKS).
+STEP_NAMES = ("configure", "compile", "install")
 
-RECIPE_KEYS: dict[str, Param] = {
-    "format": Param("int", doc="file format version, 1"),
-    "name": Param("str", doc="recipe name"),
-    "version": Param("str", doc="upstream version"),
-    "license": Param("str", doc="SPDX license expression"),
-    "summary": Param("str"),
-    "homepage": Param("str"),
-    "sources": Param("sources", [], "where the source comes from"),
-    "patches": Param("files", [], "patches applied in order with -p1"),
-    "depends": Param("list", [], "build-time dependencies"),
-    "rdepends": Param("list", [], "also installed in an image that installs this"),
-    "provides": Param("list", [], "virtual names this recipe provides"),
-    "class": Param("str", "script", "build class"),
-    "env": Param("map", {}, "variables exported to every step"),
-    "steps": Param("map", {}, "explicit shell steps replacing the class's"),
-    "variants": Param("list", ["target"], "target and/or native"),
-    "source_date_epoch": Param("int", None, "fixed SOURCE_DATE_EPOCH"),
-    "permissions": Param("any", [], "owners, modes and device nodes in the image"),
-    "toolchain": Param("bool", None, "depend on virtual/toolchain (default: as the class says)"),
-    "overrides": Param("overrides", {}, "arch:/board:/native overrides"),
+
+def suggest(word: str, choices) -> str | None:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _got(value) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'" if len(value) <= 40 else f"'{value[:37]}...'"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _at(container, key, fallback: Where) -> Where:
+    """The position of ``container[key]`` (a Map key or Seq index), else ``fallback``."""
+    if isinstance(container, Map):
+        return container.where(key) if key in container else fallback
+    if isinstance(container, Seq):
+        return container.where(key)
+    return fallback
+
+
+_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+def _check_variables(text: str, names, where: Where) -> None:
+    for match in _VAR.finditer(text):
+        if match.group(1) not in names:
+            raise UserError(f"unknown variable '${{{match.group(1)}}}'", where,
+                            hint=suggest(match.group(1), names) or f"known: {', '.join(names)}")
+
+
+# --- the setting types ------------------------------------------------------------
+class Setting:
+    """A key of a YAML file: its type (``parse``), default and doc."""
+
+    __slots__ = ("default", "doc")
+    what = "a value"          # for messages: "expected a string, got ..."
+    kind_doc = "any value"    # for docs/formats.md (see type_doc)
+    listy = False             # `key+: item` / `key-: item` may name one item without brackets
+    holds_files = False       # the parsed value holds FileRefs (checked once resolved)
+
+    def __init__(self, default=None, doc: str = ""):
+        self.default = default
+        self.doc = doc
+
+    def parse(self, value, where: Where, layer: str = ""):
+        return value
+
+    def parse_removal(self, value, where: Where, layer: str = ""):
+        """The value of ``key-:``: what to remove (by default, a value of the type)."""
+        return self.parse(value, where, layer)
+
+    def type_doc(self) -> str:
+        """The type, as docs/formats.md names it."""
+        return self.kind_doc
+
+    def fail(self, value, where: Where):
+        raise UserError(f"expected {self.what}, got {_got(value)}", where)
+
+    def default_doc(self) -> str:
+        return _yaml_inline(self.default)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(default={self.default!r})"
+
+
+class Any(Setting):
+    """Anything YAML can hold; the consumer checks it."""
+
+    __slots__ = ()
+
+
+class Str(Setting):
+    """A string; numbers are taken as written (``version: 1.2``).  ``choices``
+    limits the values; ``variables`` are the only ``${name}``s it may use."""
+
+    __slots__ = ("choices", "variables")
+    what = "a string"
+
+    def __init__(self, default=None, doc: str = "", choices=None, variables=None):
+        super().__init__(default, doc)
+        self.choices = tuple(choices) if choices else None
+        self.variables = tuple(variables) if variables is not None else None
+
+    def parse(self, value, where, layer=""):
+        if value.__class__ is not str:
+            if not _number(value):
+                self.fail(value, where)
+            value = str(value)
+        if self.choices is not None and value not in self.choices:
+            raise UserError(f"unknown value '{value}'", where,
+                            hint=suggest(value, self.choices) or f"one of: {', '.join(self.choices)}")
+        if self.variables is not None and "${" in value:
+            _check_variables(value, self.variables, where)
+        return value
+
+    def type_doc(self) -> str:
+        return "one of " + ", ".join(self.choices) if self.choices else "string"
+
+
+class Int(Setting):
+    __slots__ = ("minimum",)
+    what = "an integer"
+    kind_doc = "integer"
+
+    def __init__(self, default=None, doc: str = "", minimum=None):
+        super().__init__(default, doc)
+        self.minimum = minimum
+
+    def parse(self, value, where, layer=""):
+        if value.__class__ is not int:
+            self.fail(value, where)        # bool is not an int here
+        if self.minimum is not None and value < self.minimum:
+            raise UserError(f"expected an integer of at least {self.minimum}, got {value}", where)
+        return value
+
+
+class Bool(Setting):
+    __slots__ = ()
+    what = "true or false"
+    kind_doc = "true or false"
+
+    def parse(self, value, where, layer=""):
+        if value is not True and value is not False:
+            self.fail(value, where)
+        return value
+
+
+class Size(Setting):
+    """Bytes: an integer, or a string such as ``4096``, ``512KiB``, ``1MiB``.
+    Checked here, kept as written (image/disk.py reads it)."""
+
+    __slots__ = ()
+    what = "a size (bytes, or e.g. 512KiB, 4MiB)"
+    kind_doc = "size"
+
+    def parse(self, value, where, layer=""):
+        from .image.disk import parse_size
+
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            self.fail(value, where)
+        if isinstance(value, int) and value < 0:
+            self.fail(value, where)
+        parse_size(value, where)
+        return value
+
+
+class StrList(Setting):
+    """A list of strings (numbers taken as written)."""
+
+    __slots__ = ("choices", "variables")
+    what = "a list"
+    kind_doc = "list of strings"
+    listy = True
+
+    def __init__(self, default=None, doc: str = "", choices=None, variables=None):
+        super().__init__(default, doc)
+        self.choices = tuple(choices) if choices else None
+        self.variables = tuple(variables) if variables is not None else None
+
+    def parse(self, value, where, layer=""):
+        if not isinstance(value, list):
+            self.fail(value, where)
+        for i, item in enumerate(value):
+            if item.__class__ is not str:
+                if not _number(item):
+                    raise UserError(f"expected a list of strings, item {i + 1} is {_got(item)}",
+                                    _at(value, i, where))
+                value[i] = item = str(item)
+            if self.choices is not None and item not in self.choices:
+                raise UserError(f"unknown value '{item}'", _at(value, i, where),
+                                hint=suggest(item, self.choices) or f"one of: {', '.join(self.choices)}")
+            if self.variables is not None and "${" in item:
+                _check_variables(item, self.variables, _at(value, i, where))
+        return value
+
+
+class StrMap(Setting):
+    """A mapping of names to strings (numbers taken as written)."""
+
+    __slots__ = ("variables",)
+    what = "a mapping"
+    kind_doc = "mapping of strings"
+
+    def __init__(self, default=None, doc: str = "", variables=None):
+        super().__init__(default, doc)
+        self.variables = tuple(variables) if variables is not None else None
+
+    def parse(self, value, where, layer=""):
+        if not isinstance(value, dict):
+            self.fail(value, where)
+        for k, v in value.items():
+            if v.__class__ is not str:
+                if not _number(v):
+                    raise UserError(f"expected a mapping of strings, '{k}' is {_got(v)}", _at(value, k, where))
+                value[k] = v = str(v)
+            if self.variables is not None and "${" in v:
+                _check_variables(v, self.variables, _at(value, k, where))
+        return value
+
+    def parse_removal(self, value, where, layer=""):
+        """``key-: [A, B]`` (or one name, or a mapping) removes those keys."""
+        if isinstance(value, dict):
+            return list(value)
+        if value.__class__ is str:
+            return [value]
+        return _KEY_LIST.parse(value, where, layer)
+
+
+class Steps(StrMap):
+    """``steps:``: shell text per task; the names are the tasks a recipe may replace."""
+
+    __slots__ = ("names",)
+    kind_doc = "mapping of step name to shell text"
+
+    def __init__(self, default=None, doc: str = "", names=STEP_NAMES):
+        super().__init__(default, doc)
+        self.names = tuple(names)
+
+    def parse(self, value, where, layer=""):
+        value = super().parse(value, where, layer)
+        for k in value:
+            if k not in self.names:
+                raise UserError(f"unknown step '{k}'", value.where(k, of_key=True) if isinstance(value, Map) else where,
+                                hint=suggest(k, self.names) or f"steps: {', '.join(self.names)}")
+        return value
+
+
+_KEY_LIST = StrList()
+
+
+class File(Setting):
+    """A path relative to the YAML file that names it, in the same layer."""
+
+    __slots__ = ()
+    what = "a file path"
+    kind_doc = "file"
+    holds_files = True
+
+    def parse(self, value, where, layer=""):
+        if value.__class__ is not str:
+            if not _number(value):
+                self.fail(value, where)
+            value = str(value)
+        return FileRef(value, os.path.dirname(where.path) or ".", layer, where)
+
+
+class Files(Setting):
+    __slots__ = ()
+    what = "a list of file paths"
+    kind_doc = "list of files"
+    listy = True
+    holds_files = True
+
+    def parse(self, value, where, layer=""):
+        if not isinstance(value, list):
+            self.fail(value, where)
+        base = os.path.dirname(where.path) or "."
+        out = []
+        for i, item in enumerate(value):
+            at = _at(value, i, where)
+            if item.__class__ is not str:
+                if not _number(item):
+                    raise UserError(f"expected a file path, got {_got(item)}", at)
+                item = str(item)
+            out.append(FileRef(item, base, layer, at))
+        return out
+
+    def parse_removal(self, value, where, layer=""):
+        """Files are removed by the path as written (see overrides._combine)."""
+        return _KEY_LIST.parse(value, where, layer)
+
+
+class Struct(Setting):
+    """A mapping with its own table of keys (the board's disk, qemu, boot)."""
+
+    __slots__ = ("keys", "required", "name")
+    what = "a mapping"
+
+    def __init__(self, keys: dict, default=None, doc: str = "", required=(), name: str = ""):
+        super().__init__(default, doc)
+        self.keys, self.required, self.name = keys, tuple(required), name
+
+    def type_doc(self) -> str:
+        return f"mapping ({', '.join(self.keys)})"
+
+    def parse(self, value, where, layer=""):
+        if not isinstance(value, dict):
+            self.fail(value, where)
+        for key in value:
+            if key not in self.keys:
+                raise UserError(f"unknown key '{key}'" + (f" in {self.name}" if self.name else ""),
+                                value.where(key, of_key=True) if isinstance(value, Map) else where,
+                                hint=suggest(key, self.keys) or f"known keys: {', '.join(self.keys)}")
+        for key in self.required:
+            if value.get(key) is None:
+                raise UserError(f"missing required key '{key}'" + (f" in {self.name}" if self.name else ""),
+                                where)
+        for key, setting in self.keys.items():
+            item = value.get(key)
+            if item is not None:
+                value[key] = setting.parse(item, _at(value, key, where), layer)
+        return value
+
+
+class ListOf(Setting):
+    """A list whose items are all of one setting's type."""
+
+    __slots__ = ("item",)
+    what = "a list"
+
+    def __init__(self, item: Setting, default=None, doc: str = ""):
+        super().__init__(default, doc)
+        self.item = item
+
+    def type_doc(self) -> str:
+        return f"list of {self.item.type_doc()}"
+
+    def parse(self, value, where, layer=""):
+        if not isinstance(value, list):
+            self.fail(value, where)
+        for i, item in enumerate(value):
+            at = _at(value, i, where)
+            if item is None:
+                raise UserError(f"expected {self.item.what}, got nothing", at)
+            value[i] = self.item.parse(item, at, layer)
+        return value
+
+
+class Overrides(Setting):
+    """``overrides:`` (arch:/board:/native blocks); resolve.py checks the inside."""
+
+    __slots__ = ()
+    what = "a mapping of overrides"
+    kind_doc = "mapping of override blocks"
+
+    def parse(self, value, where, layer=""):
+        if not isinstance(value, dict):
+            self.fail(value, where)
+        return value
+
+
+class Sha256(Str):
+    __slots__ = ()
+    what = "a sha256 (64 hex digits)"
+    _HEX = re.compile(r"[0-9a-f]{64}")
+
+    def parse(self, value, where, layer=""):
+        if value.__class__ is int and self._HEX.fullmatch(str(value)):
+            return str(value)    # all digits: YAML read a number
+        if value.__class__ is not str or self._HEX.fullmatch(value) is None:
+            shown = _got(value)
+            if isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value):
+                raise UserError(f"sha256 {shown} has upper-case digits", where, hint="write it in lower case")
+            raise UserError(f"sha256 {shown} is not 64 hex digits", where,
+                            hint="the output of sha256sum for the file")
+        return value
+
+
+_FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+# The keys of one entry of ``sources:``.
+SOURCE_KEYS: dict[str, Setting] = {
+    "url": Str(doc="https://, http:// or debian:<package>/<file>; needs sha256"),
+    "sha256": Sha256(doc="sha256 of the downloaded file, 64 lower-case hex digits"),
+    "git": Str(doc="a git repository URL; needs rev"),
+    "rev": Str(doc="the full 40-hex commit id of a git source"),
+    "file": File(doc="a file or directory of the layer, relative to the YAML file"),
+    "name": Str(doc="file name in the download dir"),
+    "strip": Int(minimum=0, doc="leading path components removed when unpacking (default 1, files 0)"),
+    "unpack": Bool(doc="unpack an archive (default true)"),
+    "dest": Str(doc="subdirectory of the source tree"),
+    "allow_branch": Bool(doc="git: accept a branch or tag as rev (not reproducible)"),
+}
+_SOURCE_KINDS = ("url", "git", "file")
+_PLAIN_SOURCE_KEYS = frozenset(("url", "git", "rev", "name", "dest"))   # any string is right
+
+
+class Sources(Setting):
+    """``sources:``: a list of mappings (see SOURCE_KEYS), each becoming a
+    SourceEntry that carries its position beside its values."""
+
+    __slots__ = ()
+    what = "a list of sources"
+    kind_doc = "list of sources"
+    listy = True
+    holds_files = True
+
+    def parse(self, value, where, layer=""):
+        if not isinstance(value, list):
+            self.fail(value, where)
+        return [self.entry(item, _at(value, i, where), layer) for i, item in enumerate(value)]
+
+    @staticmethod
+    def entry(item, where: Where, layer: str) -> SourceEntry:
+        if not isinstance(item, dict):
+            raise UserError(f"a source is a mapping, not {_got(item)}", where,
+                            hint="write {url: ..., sha256: ...}, {git: ..., rev: ...} or {file: ...}")
+        fields: dict[str, typing.Any] = {}
+        for key, v in item.items():
+            if v.__class__ is str and key in _PLAIN_SOURCE_KEYS:
+                fields[key] = v          # the common case, without a position
+                continue
+            if key == "sha256" and v.__class__ is str and Sha256._HEX.fullmatch(v) is not None:
+                fields[key] = v
+                continue
+            setting = SOURCE_KEYS.get(key)
+            if setting is None:
+                raise UserError(f"unknown key '{key}' in source", _at_key(item, key, where),
+                                hint=suggest(key, SOURCE_KEYS) or f"known keys: {', '.join(SOURCE_KEYS)}")
+            if v is None:
+                raise UserError(f"'{key}' has no value", _at(item, key, where))
+            fields[key] = setting.parse(v, _at(item, key, where), layer)
+        kinds = [k for k in _SOURCE_KINDS if k in fields]
+        if len(kinds) != 1:
+            raise UserError("a source names exactly one of url, git or file" +
+                            (f", not {' and '.join(kinds)}" if kinds else ""), where)
+        if "url" in fields and "sha256" not in fields:
+            raise UserError(f"source {fields['url']} has no sha256", where,
+                            hint="add 'sha256: <64 hex digits>', the sha256sum of the file")
+        if "git" in fields:
+            rev = fields.get("rev")
+            if rev is None:
+                raise UserError(f"git source {fields['git']} has no rev", where,
+                                hint="add 'rev: <full 40-hex commit id>'")
+            if not fields.get("allow_branch") and "${" not in rev and _FULL_COMMIT.fullmatch(rev) is None:
+                raise UserError(f"rev '{rev}' is not a full 40-hex commit id", _at(item, "rev", where),
+                                hint="pin the commit, or set 'allow_branch: true' to follow a branch "
+                                     "(not reproducible)")
+        elif "rev" in fields or "allow_branch" in fields:
+            key = "rev" if "rev" in fields else "allow_branch"
+            raise UserError(f"'{key}' is for git sources", _at_key(item, key, where))
+        return SourceEntry(where=where, **fields)
+
+
+def _at_key(container, key, fallback: Where) -> Where:
+    return container.where(key, of_key=True) if isinstance(container, Map) else fallback
+
+
+# The kind strings of the former ``Param(kind, default, doc)``, for classes
+# written against it (classes/base.py Param).
+PARAM_KINDS: dict[str, type[Setting]] = {
+    "str": Str, "int": Int, "bool": Bool, "list": StrList, "map": StrMap, "file": File, "files": Files,
+    "sources": Sources, "any": Any, "overrides": Overrides,
+}
+
+
+# --- the tables -------------------------------------------------------------------
+RECIPE_KEYS: dict[str, Setting] = {
+    "format": Int(doc="file format version, 1"),
+    "name": Str(doc="recipe name"),
+    "version": Str(doc="upstream version"),
+    "license": Str(doc="SPDX license expression"),
+    "summary": Str(),
+    "homepage": Str(),
+    "sources": Sources([], "where the source comes from"),
+    "patches": Files([], "patches applied in order with -p1"),
+    "depends": StrList([], "build-time dependencies"),
+    "rdepends": StrList([], "also installed in an image that installs this"),
+    "provides": StrList([], "virtual names this recipe provides"),
+    "class": Str("script", "build class"),
+    "env": StrMap({}, "variables exported to every step"),
+    "steps": Steps({}, "explicit shell steps replacing the class's"),
+    "variants": StrList(["target"], "target and/or native", choices=VARIANTS),
+    "source_date_epoch": Int(None, "fixed SOURCE_DATE_EPOCH", minimum=0),
+    "permissions": Any([], "owners, modes and device nodes in the image"),
+    "toolchain": Bool(None, "depend on virtual/toolchain (default: as the class says)"),
+    "overrides": Overrides({}, "arch:/board:/native overrides"),
 }
 APPEND_ONLY = {"format", "overrides"}
 META_KEYS = {"format", "overrides"}
 
-SOURCE_KEYS = {"url", "sha256", "git", "rev", "file", "name", "strip", "unpack", "dest", "allow_branch"}
-
-LAYER_KEYS: dict[str, Param] = {
-    "format": Param("int"),
-    "name": Param("str"),
-    "priority": Param("int", 1),
-    "depends": Param("list", []),
-    "summary": Param("str"),
+LAYER_KEYS: dict[str, Setting] = {
+    "format": Int(),
+    "name": Str(),
+    "priority": Int(1),
+    "depends": StrList([]),
+    "summary": Str(),
 }
 
-PROJECT_KEYS: dict[str, Param] = {
-    "format": Param("int"),
-    "layers": Param("list", []),
-    "default_board": Param("str", "x86-virtio"),
-    "premirrors": Param("list", []),
-    "mirrors": Param("list", None),
-    "offline": Param("bool", False),
-    "debian_archive": Param("str", None),
-    "source_date_epoch": Param("int", 315532800),
-    "cache": Param("str", None),
+PROJECT_KEYS: dict[str, Setting] = {
+    "format": Int(),
+    "layers": StrList([]),
+    "default_board": Str("x86-virtio"),
+    "premirrors": StrList([]),
+    "mirrors": StrList(None),
+    "offline": Bool(False),
+    "debian_archive": Str(None),
+    "source_date_epoch": Int(315532800, minimum=0),
+    "cache": Str(None),
 }
 
-BOARD_KEYS: dict[str, Param] = {
-    "format": Param("int"),
-    "name": Param("str"),
-    "summary": Param("str"),
-    "arch": Param("str"),
-    "kernel_arch": Param("str"),
-    "toolchain": Param("map", {}),
-    "tune": Param("list", []),
-    "preferred_providers": Param("map", {}),
-    "default_image": Param("str"),
-    "console": Param("str", "ttyS0"),
-    "disk": Param("any", {}),
-    "qemu": Param("any", None),
-    "kernel": Param("any", {}),
-    "boot": Param("any", {}),
+# ``${...}`` names the image class fills into the board's boot command line and
+# partition text files, and the ones `buildsys run/test` fill into qemu args.
+BOOT_VARIABLES = ("console", "root", "root_partuuid")
+TEXT_VARIABLES = ("cmdline",) + BOOT_VARIABLES
+QEMU_VARIABLES = ("image", "deploy")
+FILESYSTEMS = ("vfat", "squashfs", "raw")
+
+PARTITION_KEYS: dict[str, Setting] = {
+    "name": Str(doc="partition name (GPT PARTLABEL)"),
+    "type": Str("linux", "gpt: esp, linux, root or a GUID; mbr: fat32-lba, fat16, linux, esp, root or a byte"),
+    "filesystem": Str("raw", "the root is the one squashfs", choices=FILESYSTEMS),
+    "files": StrMap({}, "path: <recipe>:<path in its package>"),
+    "text": StrMap({}, "path: contents", variables=TEXT_VARIABLES),
+    "size": Size(0, "minimum size"),
+    "label": Str(doc="filesystem label (default: the name)"),
+    "bootable": Bool(False, "MBR active flag"),
+}
+DISK_KEYS: dict[str, Setting] = {
+    "table": Str("gpt", choices=("gpt", "mbr")),
+    "align": Size(4096, "partition start and size boundary"),
+    "power_of_two": Bool(False, "pad the disk to a power of two"),
+    "partitions": ListOf(Struct(PARTITION_KEYS, required=("name",), name="partition")),
+}
+QEMU_KEYS: dict[str, Setting] = {
+    "binary": Str(doc="qemu-system-..."),
+    "args": StrList([], variables=QEMU_VARIABLES),
+}
+BOOT_KEYS: dict[str, Setting] = {
+    "cmdline": Str(doc="kernel command line", variables=BOOT_VARIABLES),
+}
+BOARD_TOOLCHAIN_KEYS: dict[str, Setting] = {
+    "prefix": Str("", "cross prefix, e.g. aarch64-linux-gnu-"),
 }
 
-_TYPES = {
-    "str": (str,),
-    "int": (int,),
-    "bool": (bool,),
-    "list": (list,),
-    "map": (dict,),
-    "file": (str,),
-    "files": (list,),
-    "sources": (list,),
-    "overrides": (dict,),
+BOARD_KEYS: dict[str, Setting] = {
+    "format": Int(),
+    "name": Str(),
+    "summary": Str(),
+    "arch": Str(choices=ARCHES),
+    "kernel_arch": Str(),
+    "toolchain": Struct(BOARD_TOOLCHAIN_KEYS, {}, name="toolchain"),
+    "tune": StrList([]),
+    "preferred_providers": StrMap({}),
+    "default_image": Str(),
+    "console": Str("ttyS0"),
+    "disk": Struct(DISK_KEYS, {}, name="disk"),
+    "qemu": Struct(QEMU_KEYS, None, required=("binary",), name="qemu"),
+    "kernel": Any({}),
+    "boot": Struct(BOOT_KEYS, {}, name="boot"),
 }
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "bool": "true or false", "list": "a list",
-               "map": "a mapping", "file": "a file path", "files": "a list of file paths",
-               "sources": "a list of sources", "overrides": "a mapping of overrides"}
 
 
-def suggest(word: str, choices) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
-def check_type(value, param: Param, where) -> object:
-    """Return the value, coerced where YAML is ambiguous (a version 1.0 is a float)."""
-    if value.__class__ is str and (param.kind == "str" or param.kind == "file"):
-        return value  # the common case, first
-    if value is None or param.kind == "any":
-        return value
-    if param.kind in ("str", "file") and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)  # `version: 1.2` parses as a float
-    types = _TYPES[param.kind]
-    if isinstance(value, bool) and param.kind == "int":
-        types = ()
-    if not isinstance(value, types):
-        got = type(value).__name__ if not isinstance(value, (Map, Seq)) else (
-            "a mapping" if isinstance(value, Map) else "a list")
-        raise UserError(f"expected {_TYPE_NAMES[param.kind]}, got {got}", where)
-    if param.kind in ("list", "files"):
-        for i, item in enumerate(value):
-            if item.__class__ is str:
-                continue
-            if isinstance(item, (int, float)) and not isinstance(item, bool):
-                value[i] = str(item)
-            elif not isinstance(item, str):
-                raise UserError(f"expected a list of strings, item {i + 1} is not a string",
-                                value.where(i) if isinstance(value, Seq) else where)
-    if param.kind == "map":
-        for k, v in value.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                value[k] = str(v)
-            elif not isinstance(v, str):
-                raise UserError(f"expected a mapping of strings, '{k}' is not a string",
-                                value.where(k) if isinstance(value, Map) else where)
-    return value
-
-
+# --- whole files --------------------------------------------------------------------
 def split_op(key: str) -> tuple[str, str]:
     """'depends+' -> ('depends', '+'); 'depends' -> ('depends', '=')."""
     if key.endswith(("+", "-")) and len(key) > 1:
@@ -140,13 +599,23 @@ def split_op(key: str) -> tuple[str, str]:
 
 def check_format(data: Map, kind: str) -> None:
     if "format" not in data:
-        raise UserError(f"missing 'format: {FORMAT}'", data.where(), hint=f"every {kind} file starts with format: {FORMAT}")
+        raise UserError(f"missing 'format: {FORMAT}'", data.where(),
+                        hint=f"every {kind} file starts with format: {FORMAT}")
     if data["format"] != FORMAT:
         raise UserError(f"unsupported format {data['format']!r}", data.where("format"),
                         hint=f"this buildsys reads format {FORMAT}")
 
 
-def validate_plain(data: Map, table: dict[str, Param], kind: str, required=()) -> dict:
+def fresh(default):
+    """A default value the caller may change without changing the table's."""
+    if isinstance(default, list):
+        return list(default)
+    if isinstance(default, dict):
+        return dict(default)
+    return default
+
+
+def validate_plain(data: Map, table: dict[str, Setting], kind: str, required=(), layer: str = "") -> dict:
     """Validate a file without operators (layer, board, project); return values with defaults."""
     check_format(data, kind)
     for key in data:
@@ -157,9 +626,74 @@ def validate_plain(data: Map, table: dict[str, Param], kind: str, required=()) -
         if key not in data:
             raise UserError(f"missing required key '{key}' in {kind}", data.where())
     out = {}
-    for key, param in table.items():
-        if key in data:
-            out[key] = check_type(data[key], param, data.where(key))
-        else:
-            out[key] = param.default
+    for key, setting in table.items():
+        value = data.get(key)
+        out[key] = setting.parse(value, data.where(key), layer) if value is not None else fresh(setting.default)
     return out
+
+
+# --- docs -------------------------------------------------------------------------
+def _yaml_inline(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"' if value == "" or value != value.strip() or ":" in value else value
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_inline(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_yaml_inline(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+DOC_BEGIN = "<!-- class parameters: generated by `python -m buildsys.schema docs/formats.md`; do not edit -->"
+DOC_END = "<!-- end of class parameters -->"
+
+
+def class_params_doc() -> str:
+    """The "Class parameters" section of docs/formats.md, from the classes' tables."""
+    from .classes import BuildClass, _load_all
+
+    _load_all()
+    lines = [DOC_BEGIN, ""]
+    for name in sorted(BuildClass.registry):
+        cls = BuildClass.registry[name]
+        if not cls.__module__.startswith("buildsys.classes."):
+            continue      # a class defined elsewhere (a test, a plugin): not ours to document
+        # The class's own docstring, or its module's when that is about it.
+        doc = cls.__dict__.get("__doc__") or ""
+        module_doc = sys.modules[cls.__module__].__doc__ or ""
+        if not doc and module_doc.startswith(f"``class: {name}``"):
+            doc = module_doc
+        doc = " ".join(doc.strip().split("\n\n")[0].split())
+        doc = re.sub(r"^``class: [\w-]+`` -- ", "", doc).replace("``", "`")
+        lines.append(f"`{name}`" + (f": {doc}" if doc else ""))
+        lines.append("")
+        if not cls.params:
+            lines += ["No parameters of its own (the recipe keys above, `steps` in particular).", ""]
+            continue
+        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        for key, setting in cls.params.items():
+            text = setting.doc.replace("|", "\\|")
+            lines.append(f"| `{key}` | {setting.type_doc()} | `{setting.default_doc()}` | {text} |")
+        lines.append("")
+    lines.append(DOC_END)
+    return "\n".join(lines)
+
+
+def update_doc(path: str) -> bool:
+    """Rewrite the generated section of ``path``; True when it changed."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start, end = text.index(DOC_BEGIN), text.index(DOC_END) + len(DOC_END)
+    new = text[:start] + class_params_doc() + text[end:]
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for doc_path in sys.argv[1:] or ["docs/formats.md"]:
+        print(f"{doc_path}: {'updated' if update_doc(doc_path) else 'up to date'}")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
-from .model import FileRef, Recipe
+from .model import FileRef, Recipe, SourceEntry
 
 # The engine modules whose code shapes a package's bytes: the sandbox and its
 # layout, the task bodies, unpacking and patching, packing, rootfs and disk
@@ -56,7 +56,7 @@ def engine_version() -> str:
         _engine_version = h.hexdigest()[:16]
     return _engine_version
 
-_NOT_BUILD_INPUTS = {"summary", "homepage", "format", "overrides", "_where"}
+_NOT_BUILD_INPUTS = {"summary", "homepage", "format", "overrides"}
 
 _file_hashes: dict[tuple, str] = {}
 
@@ -89,7 +89,7 @@ def canonical(value):
     if isinstance(value, FileRef):
         _check_inside_layer(value)
         return {"file": value.layer_relative, "sha256": file_hash(value.path)}
-    if isinstance(value, dict):
+    if isinstance(value, (dict, SourceEntry)):   # a source: the keys it was written with
         return {str(k): canonical(v) for k, v in value.items() if k not in _NOT_BUILD_INPUTS}
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]

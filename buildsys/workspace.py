@@ -29,16 +29,17 @@ class Workspace:
         if not self.paths.cache.startswith(("http://", "https://")):
             self.paths.cache = str(Path(self.paths.cache).absolute())
         self.board_name = getattr(args, "board", None) or self.project.settings["default_board"]
+        # Where the board was named: the command line, or the project's default_board
+        # (its line in buildsys.yaml or local.yaml; unset, the default x86-virtio).
+        self._board_where = None if getattr(args, "board", None) else (
+            self.project.settings_where.get("default_board") or Where(str(self.project.root / PROJECT_FILE), 1, 1))
         self._board = None
         self._resolver = None
 
     @property
     def board(self):
         if self._board is None:
-            where = None
-            if self.board_name == self.project.settings["default_board"]:
-                where = Where(str(self.project.root / PROJECT_FILE))
-            self._board = load_board(self.project, self.board_name, where)
+            self._board = load_board(self.project, self.board_name, self._board_where)
         return self._board
 
     @property

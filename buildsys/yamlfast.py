@@ -12,9 +12,11 @@ takes about half of that.  This reader understands only a strict subset:
 
 and returns None for anything else (anchors, tags, flow mappings, multi-line
 or block scalars, tabs, non-ASCII text, duplicate keys, odd indentation,
-anything it is unsure of).  yamlio then parses the text with libyaml, so
-every error and every unusual file still gets libyaml's reading and exact
-positions.  What it does accept it returns exactly as yamlio would build it
+anything it is unsure of).  Anchors and aliases in particular never get past
+it ('&' and '*' cannot start a value or key it takes, nor appear in a flow
+item), so yamlio's refusal of them, on the libyaml path, cannot be bypassed.
+yamlio then parses the text with libyaml, so every error and every unusual
+file still gets libyaml's reading and exact positions.  What it does accept it returns exactly as yamlio would build it
 from libyaml's nodes -- same values, types, key order and positions;
 tests/unit/test_yamlfast.py checks that against libyaml on every recipe in the
 repository and on thousands of mutated ones.

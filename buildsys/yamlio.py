@@ -3,7 +3,10 @@
 libyaml (CSafeLoader) composes the node tree; we build plain dict/list
 subclasses from it that carry (line, col) for each key and value, so any later
 stage can report ``file:line:col``.  Duplicate keys are an error here, because
-YAML would silently keep the last one.
+YAML would silently keep the last one, and so are anchors and aliases
+(``&a``/``*a``): building plain trees from them copies the aliased node at
+every use, so a few lines ("billion laughs") could take all memory, and no
+buildsys file needs them.
 
 Parsing is the largest part of a cold run (10,000 recipes), so plain block
 YAML, which most recipes are, is read by the fast path in yamlfast.py (the same
@@ -100,6 +103,10 @@ class Map(dict):
     """A mapping with positions: ``key_pos[k]`` and ``val_pos[k]`` are (line, col)."""
 
     __slots__ = ("path", "pos", "key_pos", "val_pos")
+    path: str
+    pos: tuple[int, int]
+    key_pos: dict
+    val_pos: dict
 
     def where(self, key=None, of_key: bool = False) -> Where:
         if key is None:
@@ -113,6 +120,9 @@ class Seq(list):
     """A list with positions: ``item_pos[i]`` is (line, col)."""
 
     __slots__ = ("path", "pos", "item_pos")
+    path: str
+    pos: tuple[int, int]
+    item_pos: list
 
     def where(self, index=None) -> Where:
         if index is None or index >= len(self.item_pos):
@@ -185,16 +195,39 @@ def loads(text: str, path: str):
     return tree if tree is not None else _loads_libyaml(text, path)
 
 
+def _syntax_error(exc: yaml.YAMLError, path: str) -> UserError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = Where(path, mark.line + 1, mark.column + 1) if mark else Where(path, 1, 1)
+        problem = exc.problem or exc.context or "syntax error"
+        return UserError(f"YAML syntax error: {problem}", where)
+    return UserError(f"YAML error: {exc}", Where(path, 1, 1))
+
+
+def _refuse_anchors(text: str, path: str) -> None:
+    """A positioned error at the first anchor or alias.  Only texts holding a
+    '&' or '*' can have one; the events of those are read (libyaml, no nodes)."""
+    try:
+        for event in yaml.parse(text, Loader=_Base):
+            anchor = getattr(event, "anchor", None)
+            if anchor is None:
+                continue
+            what = "aliases ('*" if event.__class__ is yaml.AliasEvent else "anchors ('&"
+            mark = event.start_mark
+            raise UserError(f"YAML {what}{anchor}') are not supported",
+                            Where(path, mark.line + 1, mark.column + 1) if mark else Where(path, 1, 1),
+                            hint="write the value out where it is needed")
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc, path) from None
+
+
 def _loads_libyaml(text: str, path: str):
+    if "&" in text or "*" in text:
+        _refuse_anchors(text, path)
     try:
         node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Where(path, mark.line + 1, mark.column + 1) if mark else Where(path)
-        problem = exc.problem or exc.context or "syntax error"
-        raise UserError(f"YAML syntax error: {problem}", where) from None
     except yaml.YAMLError as exc:
-        raise UserError(f"YAML error: {exc}", Where(path)) from None
+        raise _syntax_error(exc, path) from None
     if node is None:
         return _empty(path)
     return _build(node, path)
@@ -214,11 +247,19 @@ def load_bytes(data: bytes, path: str) -> Map:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"not UTF-8 text: {exc.reason}", Where(path)) from None
+        raise UserError(f"not UTF-8 text: {exc.reason} (byte 0x{data[exc.start]:02x})",
+                        _byte_where(data, exc.start, path), hint="save the file as UTF-8") from None
     tree = loads(text, path)
     if not isinstance(tree, Map):
         raise UserError("the top level must be a mapping of keys", Where(path, 1, 1))
     return tree
+
+
+def _byte_where(data: bytes, offset: int, path: str) -> Where:
+    """The line and column (in characters) of byte ``offset``."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    col = len(data[line_start:offset].decode("utf-8", "replace")) + 1
+    return Where(path, data.count(b"\n", 0, offset) + 1, col)
 
 
 def load(path) -> Map:

@@ -31,8 +31,17 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+# A class's parameters are typed settings, the same types as every other key's
+# (schema.py): ``params = {"make_args": StrList([], "arguments for every make call")}``.
+from ..schema import PARAM_KINDS, Bool, File, Files, Int, Setting, Str, StrList, StrMap  # noqa: F401 (for the classes)
+
+
+def Param(kind: str, default: Any = None, doc: str = "") -> Setting:  # noqa: N802 -- the former class
+    """The former spelling: ``Param("list", [], doc)`` is ``StrList([], doc)``."""
+    return PARAM_KINDS[kind](default, doc)
+
 
 SANDBOX_SRC = "/build/src"
 SANDBOX_OBJ = "/build/obj"
@@ -49,27 +58,12 @@ TASKS = ("fetch", "unpack", "patch", "configure", "compile", "install", "package
 CLASS_TASKS = ("configure", "compile", "install")
 
 
-@dataclass(frozen=True)
-class Param:
-    """A recipe key a class accepts.
-
-    kind: "str", "int", "bool", "list" (of str), "map" (str -> str), "file"
-    (a path relative to the YAML file that sets it; resolved to an absolute
-    path at parse time and hashed by content in signatures), "files" (list of
-    such paths), "any".
-    """
-
-    kind: str
-    default: Any = None
-    doc: str = ""
-
-
 _VERSIONS: dict[type, str] = {}
 
 
 class BuildClass:
     name: ClassVar[str] = ""
-    params: ClassVar[dict[str, Param]] = {}
+    params: ClassVar[dict[str, Setting]] = {}
     # Recipes of this class depend on these (target variant only), unless the
     # recipe sets ``toolchain: false``.
     implicit_depends: ClassVar[tuple[str, ...]] = ("virtual/toolchain",)

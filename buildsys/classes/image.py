@@ -40,7 +40,7 @@ from .. import rootfs
 from ..errors import BuildError, UserError
 from ..image import disk, gpt, mbr, squashfs, vfat
 from ..fileio import copy_beneath, read_text_beneath, write_beneath
-from .base import SANDBOX_OBJ, SANDBOX_STAGE, BuildClass, Param
+from .base import SANDBOX_OBJ, SANDBOX_STAGE, BuildClass, Int, Str, StrList
 
 DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
 
@@ -59,9 +59,9 @@ class Image(BuildClass):
     installs_packages = True
     implicit_depends = ("squashfs-tools-native", "mtools-native")
     params = {
-        "packages": Param("list", [], "recipes installed in the root filesystem (plus their rdepends)"),
-        "rootfs_compressor": Param("str", "xz", "squashfs compressor; the kernel must support it"),
-        "rootfs_block_size": Param("int", 131072, "squashfs block size in bytes"),
+        "packages": StrList([], "recipes installed in the root filesystem (plus their rdepends)"),
+        "rootfs_compressor": Str("xz", "squashfs compressor; the kernel must support it"),
+        "rootfs_block_size": Int(131072, "squashfs block size in bytes"),
     }
 
     def build_depends(self, recipe, board=None):

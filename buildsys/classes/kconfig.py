@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import kconfiglines
 from ..errors import BuildError
 from ..fileio import read_text_beneath
-from .base import SANDBOX_SRC, Param
+from .base import SANDBOX_SRC, File, Files, Str
 from .make import Make, _args
 
 
@@ -48,10 +48,10 @@ class Kconfig(Make):
     name = "kconfig"
     params = dict(Make.params)
     params.update({
-        "config": Param("file", None, "a full .config"),
-        "defconfig": Param("str", None, "a make target writing .config, e.g. defconfig"),
-        "config_fragments": Param("files", [], "fragments merged on top"),
-        "olddefconfig": Param("str", "olddefconfig", "the make target that fills in defaults"),
+        "config": File(None, "a full .config"),
+        "defconfig": Str(None, "a make target writing .config, e.g. defconfig"),
+        "config_fragments": Files([], "fragments merged on top"),
+        "olddefconfig": Str("olddefconfig", "the make target that fills in defaults"),
     })
 
     def run(self, task, ctx):

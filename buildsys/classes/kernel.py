@@ -22,7 +22,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from .base import SANDBOX_DEST, SANDBOX_OBJ, SANDBOX_SRC, BuildClass, Param
+from .base import SANDBOX_DEST, SANDBOX_OBJ, SANDBOX_SRC, BuildClass, Files, Str, StrList
 from .kconfig import check_fragments, read_config
 
 ALLCONFIG = f"{SANDBOX_OBJ}/buildsys-allconfig.cfg"
@@ -46,15 +46,15 @@ def _make(recipe) -> str:
 class Kernel(BuildClass):
     name = "kernel"
     params = {
-        "base": Param("str", "allnoconfig", "the all*config target the fragments apply to"),
-        "tree_fragments": Param("list", ["kernel/configs/tiny-base.config", "kernel/configs/tiny.config",
-                                         "arch/${ARCH}/configs/tiny.config"],
-                                "config files inside the source tree put before the fragments (missing ones "
-                                "are skipped; not checked, they hold symbols of other arches)"),
-        "config_fragments": Param("files", [], "fragments; every line must survive into .config"),
-        "kernel_image": Param("str", "bzImage", "make target and file name under arch/$ARCH/boot/"),
-        "dtbs": Param("list", [], "device trees to build, relative to arch/$ARCH/boot/dts/"),
-        "make_args": Param("list", [], "extra arguments of every make call"),
+        "base": Str("allnoconfig", "the all*config target the fragments apply to"),
+        "tree_fragments": StrList(["kernel/configs/tiny-base.config", "kernel/configs/tiny.config",
+                                   "arch/${ARCH}/configs/tiny.config"],
+                                  "config files inside the source tree put before the fragments (missing ones "
+                                  "are skipped; not checked, they hold symbols of other arches)"),
+        "config_fragments": Files([], "fragments; every line must survive into .config"),
+        "kernel_image": Str("bzImage", "make target and file name under arch/$ARCH/boot/"),
+        "dtbs": StrList([], "device trees to build, relative to arch/$ARCH/boot/dts/"),
+        "make_args": StrList([], "extra arguments of every make call"),
     }
 
     def configure_script(self, ctx, staged: list[str]) -> str:

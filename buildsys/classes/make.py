@@ -1,7 +1,7 @@
 """``class: make`` -- a Makefile-driven package (Buildroot's generic-package)."""
 from __future__ import annotations
 
-from .base import SANDBOX_DEST, BuildClass, Param
+from .base import SANDBOX_DEST, BuildClass, StrList
 
 
 def _args(values) -> str:
@@ -12,10 +12,10 @@ def _args(values) -> str:
 class Make(BuildClass):
     name = "make"
     params = {
-        "make_args": Param("list", [], "arguments for every make call"),
-        "make_targets": Param("list", [], "targets of the compile step"),
-        "install_args": Param("list", [], "extra arguments of the install step"),
-        "install_targets": Param("list", ["install"], "targets of the install step"),
+        "make_args": StrList([], "arguments for every make call"),
+        "make_targets": StrList([], "targets of the compile step"),
+        "install_args": StrList([], "extra arguments of the install step"),
+        "install_targets": StrList(["install"], "targets of the install step"),
     }
 
     def script(self, task, ctx):

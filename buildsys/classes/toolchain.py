@@ -25,7 +25,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import UserError
-from .base import BuildClass, Param
+from .base import BuildClass, Str, StrList
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,17 +51,33 @@ class Toolchain(BuildClass):
     name = "toolchain"
     implicit_depends = ()
     params = {
-        "compiler": Param("str", "gcc", "the compiler driver, without the cross prefix"),
-        "expected_version": Param("str", None, "fail unless the compiler has this version (prefix match)"),
-        "expected_machine": Param("str", None, "fail unless -dumpmachine prints this (e.g. aarch64-linux-gnu)"),
-        "libc_files": Param("list", [], "C library files (relative to the toolchain's sysroot) to install"),
+        "compiler": Str("gcc", "the compiler driver, without the cross prefix"),
+        "expected_version": Str(None, "fail unless the compiler has this version (prefix match)"),
+        "expected_machine": Str(None, "fail unless -dumpmachine prints this (e.g. aarch64-linux-gnu)"),
+        "libc_files": StrList([], "C library files (relative to the toolchain's sysroot) to install"),
     }
 
     def _driver(self, recipe, board) -> str:
         return board.cross_prefix + recipe.get("compiler", "gcc")
 
+    def _identity(self, recipe, board) -> dict[str, str]:
+        """identity() of the board's compiler; a missing one is reported at the
+        board's toolchain prefix (or the recipe's compiler), where it is named."""
+        try:
+            return identity(self._driver(recipe, board))
+        except UserError as exc:
+            if exc.where is not None:
+                raise
+            hint: str | None
+            if board.cross_prefix and hasattr(board, "where"):
+                where, hint = board.where("toolchain", "prefix"), \
+                    f"no {self._driver(recipe, board)} on this host: check the prefix, or {exc.hint}"
+            else:
+                where, hint = recipe.where("compiler"), exc.hint
+            raise UserError(exc.message, where, hint=hint) from None
+
     def signature_extra(self, recipe, board):
-        ident = identity(self._driver(recipe, board))
+        ident = self._identity(recipe, board)
         expected = recipe.get("expected_version")
         if expected and not ident["version"].startswith(expected):
             raise UserError(f"{ident['driver']} is version {ident['version']}, the recipe expects {expected}",

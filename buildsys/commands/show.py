@@ -6,14 +6,14 @@ from .base import Command, board_option
 
 
 def _fmt(value) -> str:
-    from ..model import FileRef
+    from ..model import FileRef, SourceEntry
 
     if isinstance(value, FileRef):
         return value.layer_relative
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items() if k != "_where") + "}"
+    if isinstance(value, (dict, SourceEntry)):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 

@@ -23,8 +23,8 @@ GUID; for MBR fat32-lba, fat16, linux, esp, root (= linux) or a byte such as
 from __future__ import annotations
 
 import os
-import shutil
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,50 +58,69 @@ def parse_size(value, where=None) -> int:
     return int(m.group(1)) * _UNITS[(m.group(2) or "").upper()[:1]]
 
 
-def parse_layout(disk, board_name: str, where: Where | None = None) -> tuple[str, int, list[PartSpec]]:
-    """(table, align in bytes, partitions) from a board's ``disk`` mapping."""
+def _pos(mapping, key, fallback: Where | None) -> Where | None:
+    """Where ``mapping[key]`` is written, when the mapping comes from yamlio."""
+    if hasattr(mapping, "where") and key in mapping:
+        return mapping.where(key)
+    return fallback
+
+
+def parse_layout(disk, board_name: str, where: Where | None = None,
+                 arch: str | None = None) -> tuple[str, int, list[PartSpec]]:
+    """(table, align in bytes, partitions) from a board's ``disk`` mapping.
+
+    Also the check of a board's layout when the board is loaded (resolve.py),
+    with positions when ``disk`` is a yamlio mapping; ``arch`` checks that a
+    GPT ``root`` type exists for the board's architecture."""
     if not disk or not disk.get("partitions"):
-        raise UserError(f"board {board_name} has no disk partitions", where,
+        raise UserError(f"board {board_name} has no disk partitions", _pos(disk or {}, "partitions", where),
                         hint="add disk: {table: gpt, partitions: [...]} to the board config")
     table = disk.get("table", "gpt")
     if table not in TABLES:
-        raise UserError(f"unknown disk table '{table}'", where, hint=", ".join(TABLES))
-    align = parse_size(disk.get("align", 4096), where)
-    if align % gpt.SECTOR:
-        raise UserError(f"disk align {align} is not a multiple of {gpt.SECTOR}", where)
+        raise UserError(f"unknown disk table '{table}'", _pos(disk, "table", where), hint=", ".join(TABLES))
+    align = parse_size(disk.get("align", 4096), _pos(disk, "align", where))
+    if align % gpt.SECTOR or align <= 0:
+        raise UserError(f"disk align {align} is not a positive multiple of {gpt.SECTOR}", _pos(disk, "align", where))
+    partitions = disk["partitions"]
     parts, names = [], set()
-    for i, p in enumerate(disk["partitions"]):
-        pw = p.get("_where", where) if isinstance(p, dict) else where
+    for i, p in enumerate(partitions):
+        pw = partitions.where(i) if hasattr(partitions, "where") else where
         if not isinstance(p, dict) or not p.get("name"):
             raise UserError(f"disk partition {i + 1} needs a name", pw)
         if p["name"] in names:
-            raise UserError(f"disk partition name '{p['name']}' is used twice", pw)
+            raise UserError(f"disk partition name '{p['name']}' is used twice", _pos(p, "name", pw))
         names.add(p["name"])
         fs = p.get("filesystem", "raw")
         if fs not in FILESYSTEMS:
-            raise UserError(f"partition {p['name']}: unknown filesystem '{fs}'", pw, hint=", ".join(FILESYSTEMS))
-        files = {str(k): str(v) for k, v in (p.get("files") or {}).items() if not str(k).startswith("_")}
+            raise UserError(f"partition {p['name']}: unknown filesystem '{fs}'", _pos(p, "filesystem", pw),
+                            hint=", ".join(FILESYSTEMS))
+        files = {str(k): str(v) for k, v in (p.get("files") or {}).items()}
         for dest, src in files.items():
             if ":" not in src:
-                raise UserError(f"partition {p['name']}: file {dest} must come from '<recipe>:<path>', got {src!r}", pw)
-        text = {str(k): str(v) for k, v in (p.get("text") or {}).items() if not str(k).startswith("_")}
+                raise UserError(f"partition {p['name']}: file {dest} must come from '<recipe>:<path>', got {src!r}",
+                                _pos(p.get("files"), dest, pw))
+        text = {str(k): str(v) for k, v in (p.get("text") or {}).items()}
         both = set(text) & set(files)
         if both:
-            raise UserError(f"partition {p['name']}: {', '.join(sorted(both))} in both files and text", pw)
+            raise UserError(f"partition {p['name']}: {', '.join(sorted(both))} in both files and text",
+                            _pos(p, "text", pw))
         if (files or text) and fs != "vfat":
-            raise UserError(f"partition {p['name']}: files and text need filesystem: vfat", pw)
+            raise UserError(f"partition {p['name']}: files and text need filesystem: vfat", _pos(p, "filesystem", pw))
         ptype = str(p.get("type", "linux"))
-        if table == "mbr":
-            try:
+        try:
+            if table == "mbr":
                 mbr.type_byte(ptype)
-            except ValueError as e:
-                raise UserError(f"partition {p['name']}: {e}", pw) from None
-        parts.append(PartSpec(p["name"], ptype, fs, files, parse_size(p.get("size", 0), pw),
+            elif arch is not None or ptype != "root":
+                gpt.type_guid(ptype, arch or "")
+        except ValueError as e:
+            raise UserError(f"partition {p['name']}: {e}", _pos(p, "type", pw)) from None
+        parts.append(PartSpec(p["name"], ptype, fs, files, parse_size(p.get("size", 0), _pos(p, "size", pw)),
                               str(p.get("label", p["name"])), text, bool(p.get("bootable", False))))
     if sum(1 for p in parts if p.filesystem == "squashfs") != 1:
-        raise UserError(f"board {board_name}: exactly one partition must hold the root (filesystem: squashfs)", where)
+        raise UserError(f"board {board_name}: exactly one partition must hold the root (filesystem: squashfs)",
+                        _pos(disk, "partitions", where))
     if table == "mbr" and len(parts) > 4:
-        raise UserError(f"board {board_name}: an MBR holds at most four partitions", where)
+        raise UserError(f"board {board_name}: an MBR holds at most four partitions", _pos(disk, "partitions", where))
     return table, align, parts
 
 

@@ -52,6 +52,8 @@ def partition_guid(board: str, name: str) -> uuid.UUID:
 
 def type_guid(kind: str, arch: str = "") -> uuid.UUID:
     if kind == "root":
+        if f"root:{arch}" not in TYPES:
+            raise ValueError(f"unknown partition type 'root' for arch '{arch}' (known: esp, linux, or a GUID)")
         kind = f"root:{arch}"
     try:
         return TYPES[kind]

@@ -22,7 +22,7 @@ CASES = {
     "unknown-key": ({"app": "format: 1\nname: app\nversion: '1'\nsrcs: []\n"},
                     r"recipes/app\.yaml:4:1: unknown key 'srcs' \(did you mean 'sources'\?\)"),
     "wrong-type": ({"app": "format: 1\nname: app\ndepends: libc\n"},
-                   r"recipes/app\.yaml:3:10: expected a list, got str"),
+                   r"recipes/app\.yaml:3:10: expected a list, got 'libc'"),
     "missing-dep": ({"app": "format: 1\nname: app\ndepends: [libgret]\n", "libgreet": "format: 1\nname: libgreet\n"},
                     r"recipes/app\.yaml:3:11: app: unresolved dependency 'libgret' \(did you mean 'libgreet'\?\)"),
     "cycle": ({"app": "format: 1\nname: app\ndepends: [a]\n", "a": "format: 1\nname: a\ndepends: [b]\n",

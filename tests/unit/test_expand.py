@@ -4,13 +4,16 @@ import pytest
 from buildsys import yamlio
 from buildsys.errors import UserError, Where
 from buildsys.expand import expand_value
-from buildsys.model import FileRef
+from buildsys.model import FileRef, SourceEntry
 from buildsys.schema import suggest
 
 VARS = {"name": "app", "version": "1.2", "destdir": "/build/dest"}
 
 
-def expand(value, where=Where("w.yaml", 9, 9)):
+W = Where("w.yaml", 9, 9)
+
+
+def expand(value, where=W):
     return expand_value(value, VARS, where, suggest)
 
 
@@ -22,8 +25,12 @@ def test_strings_lists_maps_and_files():
     assert expand(data["m"]) == {"A": "x", "B": "1.2"}
     ref = FileRef("files/${name}.cfg", "/base", "/base", Where("r.yaml", 1, 1))
     assert expand(ref) == FileRef("files/app.cfg", "/base", "/base", Where("r.yaml", 1, 1))
-    sources = [{"url": "https://x/${name}-${version}.tgz", "sha256": "ab", "_where": Where("r.yaml", 4, 5)}]
-    assert expand(sources) == [{"url": "https://x/app-1.2.tgz", "sha256": "ab", "_where": Where("r.yaml", 4, 5)}]
+    source = SourceEntry(url="https://x/${name}-${version}.tgz", sha256="ab", where=Where("r.yaml", 4, 5))
+    [out] = expand([source])
+    assert out == SourceEntry(url="https://x/app-1.2.tgz", sha256="ab") and out.where == Where("r.yaml", 4, 5)
+    assert dict(out) == {"url": "https://x/app-1.2.tgz", "sha256": "ab"}    # no position among the values
+    plain = SourceEntry(url="https://x/a.tgz", sha256="ab")
+    assert expand(plain) is plain
 
 
 def test_lists_and_maps_come_back_as_new_plain_containers():
@@ -51,3 +58,33 @@ def test_position_callable_is_only_called_for_an_error():
 
     assert expand(["a", "b"], where) == ["a", "b"]
     assert expand("${name}", where) == "app"
+
+
+@pytest.mark.parametrize("text, want", [
+    ("${link%/*}", "${link%/*}"),                 # shell operators: the shell's
+    ("${x:-d} ${x:=d} ${x:+d} ${x:?e}", "${x:-d} ${x:=d} ${x:+d} ${x:?e}"),
+    ("${#x} ${@} ${*} ${#} ${1} ${10} ${!x} ${a[1]}", "${#x} ${@} ${*} ${#} ${1} ${10} ${!x} ${a[1]}"),
+    ("${x/a/b} ${x##*/} ${x%%.*}", "${x/a/b} ${x##*/} ${x%%.*}"),
+    ("${y:-${version}}", "${y:-1.2}"),             # ours inside the shell's
+    ("${CC} ${Foo_1} $name $version", "${CC} ${Foo_1} $name $version"),
+    ("$${link} $${version} $${x:-${name}}", "${link} ${version} ${x:-${name}}"),   # $${: literal
+    ("${S%/*}", "${S%/*}"),                       # upper-case: the environment has it
+    ("a ${ unterminated", "a ${ unterminated"),
+    ("${name}${version}", "app1.2"),
+])
+def test_shell_forms_are_left_to_the_shell(text, want):
+    assert expand(text) == want
+
+
+@pytest.mark.parametrize("text, message", [
+    ("${versoin}", "unknown variable '${versoin}' (did you mean 'version'?)"),
+    ("${link}", "unknown variable '${link}' (known: destdir, name, version; a shell variable is written $link "
+                "or $${link})"),
+    ("${x:-${versoin}}", "unknown variable '${versoin}'"),
+    ("${version%.*}", "'${version%.*}' applies a shell operator to the buildsys variable 'version'"),
+    ("${#name}", "'${#name}' applies a shell operator to the buildsys variable 'name'"),
+])
+def test_mistakes_are_errors(text, message):
+    with pytest.raises(UserError) as err:
+        expand(text)
+    assert str(err.value).startswith(f"w.yaml:9:9: {message}"), str(err.value)

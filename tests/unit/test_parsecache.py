@@ -115,7 +115,8 @@ FILES = {
     "recipes/tc.yaml": "format: 1\nname: tc\nclass: toolchain\nprovides: [virtual/toolchain]\n",
     "recipes/app.yaml": "format: 1\nname: app\nversion: 1.0\nclass: make\ndepends: [lib]\n"
                         "make_args: ['V=${version}', 2]\noverrides:\n  arch:x86_64:\n    make_args+: [X86=1]\n",
-    "recipes/lib.yaml": "format: 1\nname: lib\nsources:\n  - url: https://x.org/lib-${version}.tgz\n    sha256: ab\n",
+    "recipes/lib.yaml": "format: 1\nname: lib\nsources:\n  - url: https://x.org/lib-${version}.tgz\n"
+                        "    sha256: " + "a5" * 32 + "\n",
     "recipes/lib.append.yaml": "format: 1\nversion: '2'\n",
 }
 

@@ -84,7 +84,7 @@ def test_native_dependency_naming(tmp_path):
 
 def test_variables(tmp_path):
     files = {"recipes/app.yaml": "format: 1\nname: app\nversion: '3.1'\n"
-                                 "sources: [{url: 'https://x.org/app-${version}.tar.gz', sha256: abc}]\n"
+                                 "sources: [{url: 'https://x.org/app-${version}.tar.gz', sha256: " + "a5" * 32 + "}]\n"
                                  "steps: {install: 'cp x ${destdir}/${arch}/$CC ${CFLAGS}'}\n"}
     app = resolver(tmp_path, files, "arm").recipe("app")
     assert app.get("sources")[0]["url"] == "https://x.org/app-3.1.tar.gz"

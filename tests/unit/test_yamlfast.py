@@ -119,3 +119,30 @@ def test_thousands_of_mutated_recipes():
             text = text[:at] + rng.choice(_ALPHABET) + text[at + cut:]
         taken += check(text)
     assert taken > 400    # the fuzzing does exercise the fast path
+
+
+def _has_anchor(text: str) -> bool:
+    import yaml
+    try:
+        return any(isinstance(e, yaml.AliasEvent) or getattr(e, "anchor", None) for e in yaml.parse(text))
+    except yaml.YAMLError:
+        return False
+
+
+def test_anchors_and_aliases_never_take_the_fast_path():
+    """yamlio refuses anchors and aliases on the libyaml path: the fast path
+    must never accept a text holding one (or it would bypass the check)."""
+    rng = random.Random(99)
+    bases = [RECIPE] + [t for t in _corpus() if fast(t) is not None]
+    tokens = ["&a ", "*a", "&a", " *a", "[*a]", "&x1 [a]", "- *a", "- &a x"]
+    anchored = 0
+    for _ in range(3000):
+        text = rng.choice(bases)
+        at = rng.randrange(len(text) + 1)
+        text = text[:at] + rng.choice(tokens) + text[at:]
+        if _has_anchor(text):
+            anchored += 1
+            assert fast(text) is None, text
+            with pytest.raises(UserError, match=r"^x\.yaml:\d+:\d+: YAML (anchors|aliases)"):
+                yamlio.loads(text, "x.yaml")
+    assert anchored > 100
