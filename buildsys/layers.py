@@ -41,11 +41,17 @@ class Project:
     parse_cache: ParseCache = field(default_factory=ParseCache)
 
 
-def _load_settings(root: Path) -> tuple[dict, dict[str, Where]]:
-    """The project settings, and where each is set."""
+def _items_where(data: yamlio.Map, key: str) -> list[Where]:
+    items = data.get(key)
+    return [items.where(i) for i in range(len(items))] if isinstance(items, yamlio.Seq) else []
+
+
+def _load_settings(root: Path) -> tuple[dict, dict[str, Where], list[Where]]:
+    """The project settings, where each is set, and where each of ``layers`` is."""
     data = yamlio.load(root / PROJECT_FILE)
     settings = schema.validate_plain(data, schema.PROJECT_KEYS, "project file")
     positions = {key: data.where(key) for key in data}
+    layers_where = _items_where(data, "layers")
     local = root / LOCAL_FILE
     if local.is_file():
         data = yamlio.load(local)
@@ -53,10 +59,11 @@ def _load_settings(root: Path) -> tuple[dict, dict[str, Where]]:
         for key in data:
             if key == "layers":
                 settings["layers"] = list(settings["layers"]) + list(extra["layers"])
+                layers_where += _items_where(data, "layers")
             elif key != "format":
                 settings[key] = extra[key]
                 positions[key] = data.where(key)
-    return settings, positions
+    return settings, positions, layers_where
 
 
 def _load_layer(path: Path) -> tuple[Layer, yamlio.Map]:
@@ -91,23 +98,26 @@ def _scan(layer: Layer, project: Project) -> None:
 
 def load_project(root: Path, environ=os.environ) -> Project:
     root = root.resolve()
-    settings, settings_where = _load_settings(root)
+    settings, settings_where, layers_where = _load_settings(root)
     core = Layer("core", 0, root, (), str(root / PROJECT_FILE))
-    dirs: list[Path] = []
+    # (directory, where it is named) of every layer
+    dirs: list[tuple[Path, Where]] = []
     layers_dir = root / "layers"
     if layers_dir.is_dir():
-        dirs += sorted(p for p in layers_dir.iterdir() if (p / "layer.yaml").is_file())
-    dirs += [(root / d) for d in settings["layers"]]
-    dirs += [Path(d) for d in environ.get("BUILDSYS_LAYERS", "").split(":") if d]
+        dirs += [(p, Where(str(p))) for p in sorted(layers_dir.iterdir()) if (p / "layer.yaml").is_file()]
+    named = settings_where.get("layers") or Where(str(root / PROJECT_FILE), 1, 1)
+    dirs += [(root / d, layers_where[i] if i < len(layers_where) else named)
+             for i, d in enumerate(settings["layers"])]
+    dirs += [(Path(d), Where("BUILDSYS_LAYERS")) for d in environ.get("BUILDSYS_LAYERS", "").split(":") if d]
     layers = [core]
     seen: dict[str, Layer] = {"core": core}
     configs: dict[str, yamlio.Map] = {}
-    for d in dirs:
+    for d, named_at in dirs:
         d = d.resolve()
         if any(layer.path == d for layer in layers):
             continue
         if not (d / "layer.yaml").is_file():
-            raise UserError(f"no layer.yaml in layer directory {d}", Where(str(root / PROJECT_FILE)),
+            raise UserError(f"no layer.yaml in layer directory {d}", named_at,
                             hint="a layer needs layers/<name>/layer.yaml")
         layer, data = _load_layer(d)
         if layer.name in seen:

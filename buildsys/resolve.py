@@ -24,7 +24,7 @@ def _pick(candidates: list[tuple[Layer, Path]], what: str, name: str) -> tuple[L
     best = max(layer.priority for layer, _ in candidates)
     top = [(layer, path) for layer, path in candidates if layer.priority == best]
     if len(top) > 1:
-        raise UserError(f"{what} '{name}' is defined twice at priority {best}", Where(str(top[1][1])),
+        raise UserError(f"{what} '{name}' is defined twice at priority {best}", Where(str(top[1][1]), 1, 1),
                         hint=f"also in {top[0][1]}; raise one layer's priority or remove one")
     return top[0]
 

@@ -118,6 +118,13 @@ def test_checks_are_made_where_an_override_applies(tmp_path):
     assert_at(line, root, "recipes/app/app.yaml", (9, 15), r"file 'files/gone\.c' does not exist")
 
 
+def test_a_missing_layer_directory(tmp_path):
+    root = make_project(tmp_path, {"buildsys.yaml": PROJECT + "layers: [../meta-x, ../nosuch]\n",
+                                   "../meta-x/layer.yaml": "format: 1\nname: x\n"})
+    line = one_line_error(root, "layers")
+    assert_at(line, root, "buildsys.yaml", (3, 21), r"no layer\.yaml in layer directory .*/nosuch")
+
+
 def test_dangling_append(tmp_path):
     root = make_project(tmp_path, {"layers/x/layer.yaml": "format: 1\nname: x\n",
                                    "layers/x/recipes/ap.append.yaml": "format: 1\nlicense: MIT\n"})
