@@ -251,3 +251,21 @@ def test_cache_info_and_bad_jobs(tiny, tmp_path):
     assert "entries: 1" in proc.stdout and str(tmp_path / "cache") in proc.stdout
     proc = run_buildsys("--project", tiny, "build", "-j", "-1", env=cli_env(tmp_path), check=2)
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cache_gc_trims_a_local_cache(tiny, tmp_path):
+    shard = tmp_path / "cache/ab"
+    shard.mkdir(parents=True)
+    for i, sig in enumerate(("ab" + "1" * 62, "ab" + "2" * 62)):
+        (shard / f"{sig}.tar.lz4").write_bytes(b"x" * 1000)
+        (shard / f"{sig}.json").write_text("{}")
+        os.utime(shard / f"{sig}.json", (1_700_000_000 + i, 1_700_000_000 + i))  # the second used last
+    env = cli_env(tmp_path)
+    proc = run_buildsys("--project", tiny, "cache", "gc", "--max-size", "1M", env=env, check=0)
+    assert proc.stdout.startswith("removed 0 entries, freed 0 B;")
+    assert "1.96 KiB in 2 entries" in proc.stdout  # 2004 bytes
+    proc = run_buildsys("--project", tiny, "cache", "gc", "--max-size", "1500", env=env, check=0)
+    assert proc.stdout.startswith("removed 1 entry, freed 1002 B;") and "1002 B in 1 entry" in proc.stdout
+    assert (shard / f"ab{'2' * 62}.json").is_file() and not (shard / f"ab{'1' * 62}.json").exists()
+    proc = run_buildsys("--project", tiny, "cache", "gc", "--max-size", "0", env=env, check=0)
+    assert "0 B in 0 entries" in proc.stdout
