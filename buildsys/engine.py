@@ -51,7 +51,7 @@ class BuildOptions:
 
 @dataclass
 class BuildResult:
-    status: int                        # 0 built or up to date, 1 a build step failed
+    status: int                        # 0 built or up to date, 1 a build step failed, 2 bad input
     sigs: dict[str, str]               # target recipe -> signature (session.sigs has every recipe's)
     deployed: list[Path] = field(default_factory=list)  # dirs the image targets were deployed to
     failed: list[str] = field(default_factory=list)     # the tasks that failed
@@ -134,10 +134,13 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
         if graph.number_of_nodes() == 0:
             print("nothing to do: every target is up to date", file=sys.stderr)
         else:
-            failed = session.run(graph, options.keep_going)
+            failed = session.run(graph, options.keep_going, options.force)
             if failed:
                 print(f"build failed: {', '.join(failed)}", file=sys.stderr)
-                return BuildResult(status=1, sigs=sigs, failed=list(failed), ran=ran, session=session)
+                # 2 when a task failed on bad input (a hostile archive, a
+                # source that changed after it was verified), 1 otherwise.
+                return BuildResult(status=session.failure_status, sigs=sigs, failed=list(failed), ran=ran,
+                                   session=session)
         deployed = list(dict.fromkeys(out for out in (deploy(session, r) for r in targets) if out is not None))
         if key:
             plan = dict(sigs)

@@ -184,3 +184,23 @@ def test_links_planted_by_steps_are_not_followed(tiny, tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "refusing to follow a link" in proc.stderr and "HOST_SECRET" not in proc.stderr
     assert canary.read_text() == "CONFIG_HOST_SECRET=y\n"
+
+
+def test_hostile_archive_is_bad_input(tiny, tmp_path):
+    import io
+    import tarfile
+
+    files = tiny / "recipes/evil/files"
+    files.mkdir(parents=True)
+    with tarfile.open(files / "evil-1.0.tar", "w") as tar:
+        for name, data in (("evil-1.0/ok.c", b"int x;\n"), ("evil-1.0/../../escape", b"pwned\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    _write_recipe(tiny, "evil", "format: 1\nname: evil\nversion: '1.0'\nsources:\n  - file: files/evil-1.0.tar\n"
+                  "    strip: 1\nsteps:\n  compile: 'true'\n")
+    env = {"BUILDSYS_BUILD_DIR": str(tmp_path / "build"), "BUILDSYS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = run_buildsys("--project", tiny, "build", "evil", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "'evil-1.0/../../escape'" in proc.stderr
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "build/escape").exists()
