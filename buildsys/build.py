@@ -89,6 +89,11 @@ class Session:
         # We hold the lock: temp dirs left here are from a build that was killed.
         self.store.remove_stale()
 
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()     # the flock goes with the file
+            self._lock_file = None
+
     def run(self, graph: nx.DiGraph, keep_going: bool, force=frozenset()) -> list[str]:
         """Run the graph; a restore whose cache entry fails verification is
         not an error: that recipe (and what it needs) is built instead."""

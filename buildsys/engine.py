@@ -147,7 +147,8 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
             for out in deployed:
                 plan[_DEPLOY + out.relative_to(ws.paths.deploy).as_posix()] = json.loads(
                     (out / "manifest.json").read_text())["signature"]
-            plancache.save(ws.paths.build, ws.board_name, names, key, plan)
+            recipes = [session.recipe(pn) for pn in session.rgraph.nodes]
+            plancache.save(ws.paths.build, ws.board_name, names, key, plan, plancache.referenced_files(recipes))
         return BuildResult(status=0, sigs=sigs, deployed=deployed, ran=ran, session=session)
     finally:
         _unlock(session)
@@ -156,11 +157,4 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
 def _unlock(session) -> None:
     """Let the next build in this process (or another) have the build dir:
     the result keeps the session, and with it the lock, alive."""
-    if hasattr(session, "unlock"):
-        session.unlock()
-        return
-    # Until Session has an unlock(): its flock goes with the file.
-    lock_file = getattr(session, "_lock_file", None)
-    if lock_file is not None:
-        lock_file.close()
-        session._lock_file = None
+    session.unlock()

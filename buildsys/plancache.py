@@ -64,6 +64,44 @@ def _path(build: Path, board_name: str, targets: list[str]) -> Path:
     return build / "plans" / f"{board_name}-{tag}.json"
 
 
+def referenced_files(recipes) -> list[str]:
+    """Every layer file the recipes name (sources, patches, fragments...): they
+    may live anywhere in their layer, outside the dirs inputs_key() walks."""
+    from collections.abc import Mapping
+
+    from .model import FileRef
+
+    found: set[str] = set()
+
+    def walk(value) -> None:
+        if isinstance(value, FileRef):
+            found.add(str(value.path))
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    for recipe in recipes:
+        walk(recipe.values)
+    return sorted(found)
+
+
+def _files_state(paths: list[str]) -> str:
+    lines: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            _tree_stats(Path(path), lines)
+        else:
+            try:
+                st = os.stat(path)
+                lines.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
+            except OSError:
+                lines.append(f"{path}\0missing")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def load(build: Path, board_name: str, targets: list[str], key: str) -> dict | None:
     """The plan saved under ``key``; None if there is none, or it is for other
     inputs, or the file is damaged in any way (the slow path then rebuilds it)."""
@@ -76,12 +114,19 @@ def load(build: Path, board_name: str, targets: list[str], key: str) -> dict | N
     sigs = data.get("sigs")
     if not isinstance(sigs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sigs.items()):
         return None
+    files = data.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files) \
+            or data.get("files_state") != _files_state(files):
+        return None
     return data
 
 
-def save(build: Path, board_name: str, targets: list[str], key: str, sigs: dict[str, str]) -> None:
+def save(build: Path, board_name: str, targets: list[str], key: str, sigs: dict[str, str],
+         files: list[str] = ()) -> None:
+    """Remember the plan; ``files`` (referenced_files()) are checked by stat on load."""
+    from .fileio import atomic_write
+
     path = _path(build, board_name, targets)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "sigs": sigs}))
-    os.replace(tmp, path)
+    files = list(files)
+    atomic_write(path, json.dumps({"key": key, "sigs": sigs, "files": files, "files_state": _files_state(files)}))

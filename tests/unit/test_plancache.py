@@ -154,16 +154,25 @@ def test_the_compiler_changes_the_key(tmp_path, proj, monkeypatch):
     assert key(proj, prefixes=prefixes) != before
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a core-layer file outside recipes/ and board-configs/ "
-                                       "(allowed: it is inside the layer) is not in the key")
-def test_a_layer_file_outside_recipes_dir_changes_the_key(proj):
+def test_a_layer_file_outside_recipes_dir_invalidates_the_plan(tmp_path, proj):
+    """Recipes may name any file of their layer; the saved plan checks each
+    one it used, so editing it is never answered by "nothing to do"."""
+    import os as _os
+
+    from conftest import run_buildsys
+
     write_tree(proj, {"common/shared.h": "#define A 1\n"})
     hello = proj / "recipes/hello/hello.yaml"
     hello.write_text(hello.read_text().replace("  - file: files/hello.c\n",
                                                "  - file: files/hello.c\n  - file: ../../common/shared.h\n"))
-    before = key(proj)
+    env = {"BUILDSYS_BUILD_DIR": str(tmp_path / "b"), "BUILDSYS_CACHE_DIR": str(tmp_path / "c")}
+    run_buildsys("--project", proj, "build", env=env, check=0)
+    again = run_buildsys("--project", proj, "build", env=env, check=0)
+    assert "nothing to do" in again.stderr
     touch_edit(proj / "common/shared.h", "#define A 2\n")
-    assert key(proj) != before
+    third = run_buildsys("--project", proj, "build", env=env, check=0)
+    assert "nothing to do" not in third.stderr and "hello:" in third.stderr
+    assert _os.path.isdir(tmp_path / "b")
 
 
 @pytest.mark.parametrize("content", [
