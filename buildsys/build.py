@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import networkx as nx
 
@@ -16,7 +17,7 @@ from .cache import open_cache
 from .classes.base import SANDBOX_DEST, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC, SANDBOX_SYSROOT
 from .errors import BuildError, UserError, Where
 from .executor import BuildPaths, Context, RecipePaths, StepFailed, tail
-from .fileio import atomic_write, sha256_file
+from .fileio import atomic_write
 from .model import Recipe
 from .plan import Plan
 from .resolve import HOST_ARCH
@@ -38,16 +39,15 @@ class Session:
         self.fetch_config = fetch_config
         self.cache = open_cache(paths.cache)
         self.store = PackageStore(paths.packages, self.cache)
-        self.plan_: Plan | None = None
         self.sigs: dict[str, str] = {}
         self.sigdata: dict[str, dict] = {}
-        self.rgraph: nx.DiGraph | None = None
+        self.rgraph: nx.DiGraph = nx.DiGraph()    # set by plan()
         self.out = out
         # 2 when a task failed on bad input (a hostile archive, a missing
         # file), 1 when a build step failed.
         self.failure_status = 1
         self.unusable: set[str] = set()     # recipes whose cache entry failed verification
-        self._lock_file = None
+        self._lock_file: IO[str] | None = None
 
     # --- planning -------------------------------------------------------------
     def plan(self, targets: list[Recipe]) -> None:
@@ -72,7 +72,9 @@ class Session:
     def package_meta(self, pn: str) -> dict:
         return self.store.meta(self.sigs[pn])
 
-    def execution_graph(self, force: set[str] = frozenset()) -> nx.DiGraph:
+    plan_: Plan
+
+    def execution_graph(self, force=frozenset()) -> nx.DiGraph:
         """The tasks this build must run: restore what the cache has, build the rest."""
         return self.plan_.execution_graph(self.store.available, self.cache.contains,
                                           lambda r: self.recipe_paths(r).stamps, force)
@@ -80,9 +82,10 @@ class Session:
     # --- running ----------------------------------------------------------------
     def lock(self) -> None:
         self.paths.build.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.paths.build / ".lock", "w")
+        lock_file = open(self.paths.build / ".lock", "w")
+        self._lock_file = lock_file
         try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UserError("another buildsys is using this build directory", Where(str(self.paths.build)),
                             hint="wait for it, or use another --build-dir") from None
@@ -201,7 +204,8 @@ class Session:
         tune = "" if native else " ".join(self.board.get("tune", []))
         inc_root = SANDBOX_NATIVE if native else SANDBOX_SYSROOT
         env = {
-            "PATH": f"{SANDBOX_NATIVE}/usr/bin:{SANDBOX_NATIVE}/usr/sbin:{SANDBOX_NATIVE}/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "PATH": f"{SANDBOX_NATIVE}/usr/bin:{SANDBOX_NATIVE}/usr/sbin:{SANDBOX_NATIVE}/bin"
+                    ":/usr/bin:/bin:/usr/sbin:/sbin",
             "HOME": "/build/home", "TZ": "UTC", "LC_ALL": "C", "LANG": "C",
             "JOBS": str(self.jobs),
             "ARCH": _KERNEL_ARCH.get(HOST_ARCH, HOST_ARCH) if native else self.board.kernel_arch,

@@ -41,9 +41,9 @@ def deploy(session, recipe) -> Path | None:
             atomic_write(dst, read_beneath(tree, str(rel)), mode=0o644)
             shutil.copystat(src, dst, follow_symlinks=False)
             files[str(rel)] = {"sha256": sha256_file(dst), "size": dst.stat().st_size}
-    for rel, info in files.items():
-        if rel.endswith(".img"):
-            atomic_write(out / f"{rel}.sha256", f"{info['sha256']}  {Path(rel).name}\n")
+    for name, info in files.items():
+        if name.endswith(".img"):
+            atomic_write(out / f"{name}.sha256", f"{info['sha256']}  {Path(name).name}\n")
     recipes = []
     toolchain = None
     for pn in sorted(nx.ancestors(session.rgraph, recipe.pn) | {recipe.pn}):
@@ -58,6 +58,6 @@ def deploy(session, recipe) -> Path | None:
                 "recipes": recipes, "files": files}
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"deployed {recipe.name} to {out}:", file=sys.stderr)
-    for rel, info in sorted(files.items()):
-        print(f"  {rel:<40} {_human(info['size']):>10}  sha256 {info['sha256'][:16]}", file=sys.stderr)
+    for name, info in sorted(files.items()):
+        print(f"  {name:<40} {_human(info['size']):>10}  sha256 {info['sha256'][:16]}", file=sys.stderr)
     return out

@@ -2,19 +2,26 @@
 context a build class's steps run in."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artifact, sandbox
-from .classes.base import (SANDBOX_DEST, SANDBOX_FILES, SANDBOX_HOME, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC,
-                           SANDBOX_STAGE, SANDBOX_SYSROOT, StepContext)
+from . import sandbox
+from .classes.base import (
+    SANDBOX_DEST,
+    SANDBOX_FILES,
+    SANDBOX_HOME,
+    SANDBOX_NATIVE,
+    SANDBOX_OBJ,
+    SANDBOX_SRC,
+    SANDBOX_STAGE,
+    SANDBOX_SYSROOT,
+    StepContext,
+)
+from .errors import UserError
 from .fileio import atomic_write
-from .errors import BuildError, UserError
 from .model import Recipe
 
 TAIL_LINES = 20
@@ -90,7 +97,7 @@ class Context(StepContext):
     It gets everything it needs up front (environment, epoch, a lookup of
     package trees) and never calls back into the build session."""
 
-    def __init__(self, recipe: Recipe, board, task: str, jobs: int, paths: "RecipePaths", log_path: Path,
+    def __init__(self, recipe: Recipe, board, task: str, jobs: int, paths: RecipePaths, log_path: Path,
                  env: dict[str, str], sde: int, package_trees: Callable[[Recipe, object], list]):
         self.recipe = recipe
         self.board = board

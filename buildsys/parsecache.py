@@ -33,7 +33,7 @@ TREE_VERSION = 1
 
 
 def _header() -> tuple:
-    stats = [os.stat(module.__file__) for module in (yamlio, yamlfast)]
+    stats = [os.stat(str(module.__file__)) for module in (yamlio, yamlfast)]
     return (TREE_VERSION, sys.version_info[:2], yaml.__version__, [(st.st_size, st.st_mtime_ns) for st in stats])
 
 
@@ -57,6 +57,8 @@ class ParseCache:
     def _entries(self) -> dict:
         if self._old is None:
             self._old = {}
+            if self.path is None:
+                return self._old
             try:
                 with open(self.path, "rb") as f:
                     header, entries = pickle.load(f)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import buildsys
@@ -122,7 +123,7 @@ def load(build: Path, board_name: str, targets: list[str], key: str) -> dict | N
 
 
 def save(build: Path, board_name: str, targets: list[str], key: str, sigs: dict[str, str],
-         files: list[str] = ()) -> None:
+         files: Iterable[str] = ()) -> None:
     """Remember the plan; ``files`` (referenced_files()) are checked by stat on load."""
     from .fileio import atomic_write
 

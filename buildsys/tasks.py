@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
@@ -20,10 +21,13 @@ from .executor import WORK_DIRS, RecipePaths, clean_dir, copy_tree, sources_of
 from .fileio import atomic_write
 from .model import Recipe
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .build import Session
+
 
 @dataclass
 class TaskRun:
-    session: object          # build.Session
+    session: Session
     recipe: Recipe
     task: str
     paths: RecipePaths

@@ -38,7 +38,7 @@ _SINGLE = re.compile(r"'((?:[^']|'')*)'(?: +#.*| *)$")
 _DOUBLE = re.compile(r'"([^"\\]*)"(?: +#.*| *)$')
 # One flow-sequence item: a simple quoted scalar or a plain one with no flow
 # indicators, quotes or ':' (libyaml and the YAML spec disagree on ':' there).
-_FLOW_ITEM = re.compile(r""" *(?:'((?:[^']|'')*)'|"([^"\\]*)"|([^\s\[\]{},#&*!|>'"%@`:?-][^\[\]{},#'":]*?|-[^\s\[\]{},#'":-][^\[\]{},#'":]*?)) *(,|$)""")
+_FLOW_ITEM = re.compile(r""" *(?:'((?:[^']|'')*)'|"([^"\\]*)"|([^\s\[\]{},#&*!|>'"%@`:?-][^\[\]{},#'":]*?|-[^\s\[\]{},#'":-][^\[\]{},#'":]*?)) *(,|$)""")  # noqa: E501
 
 
 # Characters that cannot start a plain scalar that this reader takes as is

@@ -23,7 +23,7 @@ from .errors import UserError, Where
 try:  # libyaml is several times faster; fall back so a bare install still works
     _Base = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover
-    _Base = yaml.SafeLoader
+    _Base = yaml.SafeLoader  # type: ignore[misc,assignment]
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -61,13 +61,13 @@ class _Loader(_Base):
     # No path resolvers are registered, so the composer's two bookkeeping
     # calls per node do nothing; C callables that take the same arguments and
     # ignore them (types are not bound as methods) save 700,000 Python calls.
-    descend_resolver = slice   # slice(current_node, current_index)
-    ascend_resolver = tuple    # tuple()
+    descend_resolver = slice   # type: ignore[assignment]  # slice(current_node, current_index)
+    ascend_resolver = tuple    # type: ignore[assignment]  # tuple()
 
 
 if _Base.yaml_path_resolvers:  # pragma: no cover -- someone registered one: honour it
     del _Loader.descend_resolver, _Loader.ascend_resolver
-    _Loader.resolve = _Base.resolve
+    _Loader.resolve = _Base.resolve  # type: ignore[method-assign]
 
 _constructor = yaml.constructor.SafeConstructor()
 
@@ -153,7 +153,8 @@ def _build(node, path: str):
     mark = node.start_mark
     if cls is _MappingNode:
         out = Map()
-        key_pos, val_pos = {}, {}
+        key_pos: dict = {}
+        val_pos: dict = {}
         out.path, out.pos, out.key_pos, out.val_pos = path, (mark.line + 1, mark.column + 1), key_pos, val_pos
         for key_node, value_node in node.value:
             if key_node.__class__ is not _ScalarNode or key_node.tag == _MERGE_TAG:
@@ -174,13 +175,13 @@ def _build(node, path: str):
             vm = value_node.start_mark
             val_pos[key] = (vm.line + 1, vm.column + 1)
         return out
-    out = Seq()
-    out.path, out.pos = path, (mark.line + 1, mark.column + 1)
+    seq = Seq()
+    seq.path, seq.pos = path, (mark.line + 1, mark.column + 1)
     items = node.value
-    out.item_pos = [(item.start_mark.line + 1, item.start_mark.column + 1) for item in items]
-    out.extend([item.value if item.__class__ is _ScalarNode and item.tag == _STR_TAG else _build(item, path)
+    seq.item_pos = [(item.start_mark.line + 1, item.start_mark.column + 1) for item in items]
+    seq.extend([item.value if item.__class__ is _ScalarNode and item.tag == _STR_TAG else _build(item, path)
                 for item in items])
-    return out
+    return seq
 
 
 def _empty(path: str) -> Map:

@@ -72,7 +72,7 @@ class BuildClass:
     # An image class: its ``packages`` and their rdepends (transitively) become
     # build dependencies, and ctx.packages() hands their installed trees over.
     installs_packages: ClassVar[bool] = False
-    registry: ClassVar[dict[str, type["BuildClass"]]] = {}
+    registry: ClassVar[dict[str, type[BuildClass]]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -104,11 +104,11 @@ class BuildClass:
         return _VERSIONS[cls]
 
     # --- what a class implements -------------------------------------------
-    def script(self, task: str, ctx: "StepContext") -> str | None:
+    def script(self, task: str, ctx: StepContext) -> str | None:
         """Shell text for a class task, or None when the task does nothing."""
         return None
 
-    def run(self, task: str, ctx: "StepContext") -> None:
+    def run(self, task: str, ctx: StepContext) -> None:
         """Run one class task.  Default: the recipe's explicit ``steps`` entry
         if it has one, else the class's script, in the sandbox."""
         steps = ctx.recipe.get("steps") or {}
@@ -140,6 +140,13 @@ class StepContext:
              host's own (mounted read-only at /build/stage).
     env      the base sandbox environment (dict)
     """
+
+    recipe: Any
+    board: Any
+    task: str
+    jobs: int
+    paths: Any
+    env: dict[str, str]
 
     def sh(self, script: str, env: dict[str, str] | None = None, cwd: str = SANDBOX_SRC) -> None:
         raise NotImplementedError

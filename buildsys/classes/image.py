@@ -38,8 +38,8 @@ from pathlib import Path
 
 from .. import rootfs
 from ..errors import BuildError, UserError
-from ..image import disk, gpt, mbr, squashfs, vfat
 from ..fileio import copy_beneath, read_text_beneath, write_beneath
+from ..image import disk, gpt, mbr, squashfs, vfat
 from .base import SANDBOX_OBJ, SANDBOX_STAGE, BuildClass, Int, Str, StrList
 
 DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
@@ -117,7 +117,7 @@ class Image(BuildClass):
         squash = self.make_rootfs(ctx, stage, obj, sde)
         shutil.copyfile(squash, out / f"{stem}.squashfs")
 
-        contents = {}
+        contents: dict[str, Path | None] = {}
         for spec in specs:
             if spec.filesystem == "squashfs":
                 contents[spec.name] = squash
@@ -125,24 +125,24 @@ class Image(BuildClass):
                 contents[spec.name] = self.make_vfat(ctx, spec, stage, obj, out, sde, stem, align, variables)
             else:
                 contents[spec.name] = None
-        sizes = {s.name: max(s.min_size, os.path.getsize(contents[s.name]) if contents[s.name] else 0) for s in specs}
+        sizes = {s.name: max(s.min_size, os.path.getsize(p) if (p := contents[s.name]) else 0) for s in specs}
         self.check_kernel_cmdline(ctx, root_id)
         pow2 = disk.power_of_two(board.get("disk"))
         if table == "mbr":
-            parts, total = mbr.plan([(mbr.type_byte(s.type), sizes[s.name], s.bootable) for s in specs], align)
+            mparts, total = mbr.plan([(mbr.type_byte(s.type), sizes[s.name], s.bootable) for s in specs], align)
             total = _pow2(total) if pow2 else total
             disk.assemble_mbr(out / f"{stem}.img", signature,
-                              [(p, contents[s.name]) for p, s in zip(parts, specs)], total)
+                              [(p, contents[s.name]) for p, s in zip(mparts, specs, strict=True)], total)
             ctx.log(f"disk {stem}.img: {total * mbr.SECTOR} bytes, MBR signature {signature:08x}, " + ", ".join(
                 f"{s.name} {p.sectors * mbr.SECTOR} bytes at {p.first_lba * mbr.SECTOR} (type {p.type:#04x})"
-                for p, s in zip(parts, specs)))
+                for p, s in zip(mparts, specs, strict=True)))
         else:
             gsizes = [(s.name, gpt.type_guid(s.type, board.arch), gpt.partition_guid(board.name, s.name),
                        sizes[s.name]) for s in specs]
-            parts, total = gpt.plan(gsizes, align)
+            gparts, total = gpt.plan(gsizes, align)
             total = _pow2(total) if pow2 else total
             layout = disk.assemble(out / f"{stem}.img", gpt.disk_guid(r.name, board.name),
-                                   [(p, contents[s.name]) for p, s in zip(parts, specs)], total)
+                                   [(p, contents[s.name]) for p, s in zip(gparts, specs, strict=True)], total)
             ctx.log(f"disk {stem}.img: {total * gpt.SECTOR} bytes, " + ", ".join(
                 f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in layout.partitions))
         dest = Path(ctx.paths.dest)
@@ -281,7 +281,8 @@ def _pow2(sectors: int) -> int:
 def _substitute(template: str, variables: dict[str, str], what: str) -> str:
     def one(m):
         if m.group(1) not in variables:
-            raise UserError(f"{what}: unknown variable ${{{m.group(1)}}}", hint="known: " + ", ".join(sorted(variables)))
+            raise UserError(f"{what}: unknown variable ${{{m.group(1)}}}",
+                            hint="known: " + ", ".join(sorted(variables)))
         return variables[m.group(1)]
 
     return re.sub(r"\$\{(\w+)\}", one, template)

@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import kconfiglines
 from ..errors import BuildError
 from ..fileio import read_text_beneath
-from .base import SANDBOX_SRC, File, Files, Str
+from .base import File, Files, Str
 from .make import Make, _args
 
 

@@ -28,7 +28,7 @@ from ..errors import UserError
 from .base import BuildClass, Str, StrList
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def identity(driver: str) -> dict[str, str]:
     path = shutil.which(driver, path="/usr/bin:/bin")
     if path is None:
@@ -91,7 +91,7 @@ class Toolchain(BuildClass):
             root = sysroot(ident)
             if not (root / "include/stdio.h").is_file():
                 raise UserError(f"{ident['driver']} has no C library headers in {root}/include", recipe.where(),
-                                hint=f"install libc6-dev for the target (Debian: libc6-dev-<arch>-cross); "
+                                hint="install libc6-dev for the target (Debian: libc6-dev-<arch>-cross); "
                                      "scripts/setup-host.sh does")
             # Static programs link libc.a: it is an input of every target build.
             names = list(recipe.get("libc_files")) + ["lib/libc.a"]

@@ -9,6 +9,7 @@ names, so the same layout always gives the same bytes.
 """
 from __future__ import annotations
 
+import itertools
 import struct
 import uuid
 import zlib
@@ -141,9 +142,10 @@ def write(f, guid: uuid.UUID, partitions: list[Partition], total_sectors: int) -
     last_usable = total_sectors - TAIL_SECTORS - 1
     for p in partitions:
         if p.first_lba < FIRST_USABLE or p.last_lba > last_usable or p.first_lba > p.last_lba:
-            raise ValueError(f"partition '{p.name}' ({p.first_lba}-{p.last_lba}) is outside {FIRST_USABLE}-{last_usable}")
+            raise ValueError(f"partition '{p.name}' ({p.first_lba}-{p.last_lba}) is outside "
+                             f"{FIRST_USABLE}-{last_usable}")
     ordered = sorted(partitions, key=lambda p: p.first_lba)
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         if b.first_lba <= a.last_lba:
             raise ValueError(f"partitions '{a.name}' and '{b.name}' overlap")
     entries = _entries(partitions)

@@ -5,8 +5,18 @@ import pytest
 
 from buildsys.image import gpt
 
-from .helpers import (EM_AARCH64, build, dtc_parses, elf_machines, fat_copy, fat_files, fat_read, fat_type,
-                      is_arm64_image, sfdisk_json)
+from .helpers import (
+    EM_AARCH64,
+    build,
+    dtc_parses,
+    elf_machines,
+    fat_copy,
+    fat_files,
+    fat_read,
+    fat_type,
+    is_arm64_image,
+    sfdisk_json,
+)
 
 pytestmark = pytest.mark.slow
 BOARD = "jetson-agx-orin-devkit"

@@ -9,8 +9,19 @@ from buildsys.image import mbr
 from buildsys.qemu import Check, boot_and_check
 from conftest import ROOT, run_buildsys
 
-from .helpers import (EM_AARCH64, build, dtc_parses, elf_machines, env_for, fat_copy, fat_files, fat_read, fat_type,
-                      is_arm64_image, sfdisk_json)
+from .helpers import (
+    EM_AARCH64,
+    build,
+    dtc_parses,
+    elf_machines,
+    env_for,
+    fat_copy,
+    fat_files,
+    fat_read,
+    fat_type,
+    is_arm64_image,
+    sfdisk_json,
+)
 
 pytestmark = pytest.mark.slow
 BOARD = "raspberrypi3"

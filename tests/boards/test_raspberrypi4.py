@@ -5,8 +5,19 @@ import pytest
 from buildsys.image import mbr
 from conftest import ROOT, run_buildsys
 
-from .helpers import (EM_AARCH64, build, dtc_parses, elf_machines, env_for, fat_copy, fat_files, fat_read, fat_type,
-                      is_arm64_image, sfdisk_json)
+from .helpers import (
+    EM_AARCH64,
+    build,
+    dtc_parses,
+    elf_machines,
+    env_for,
+    fat_copy,
+    fat_files,
+    fat_read,
+    fat_type,
+    is_arm64_image,
+    sfdisk_json,
+)
 
 pytestmark = pytest.mark.slow
 BOARD = "raspberrypi4"

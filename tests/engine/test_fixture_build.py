@@ -1,6 +1,4 @@
 """Real builds of the tiny fixture (a C library and an app linking it) in the real sandbox."""
-import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -74,7 +72,7 @@ def test_signatures_do_not_depend_on_paths(tiny, tmp_path):
 
     elsewhere = tmp_path / "a/much/longer/path/to/the/project"
     shutil.copytree(tiny, elsewhere)
-    one = run_buildsys("--project", tiny, "build", env=env_for(tmp_path, "b1"), check=0)
+    run_buildsys("--project", tiny, "build", env=env_for(tmp_path, "b1"), check=0)
     two = run_buildsys("--project", elsewhere, "build", env=env_for(tmp_path, "b2", TZ="Asia/Tokyo"), check=0)
     # the second project, other dir, hits the first one's cache entirely
     assert ran_tasks(two.stderr) == ["hello:restore"]

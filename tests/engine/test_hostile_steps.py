@@ -35,7 +35,8 @@ ATTEMPTS = {
     "write to /usr": "echo x > /usr/bin/buildsys-escape",
     "append to a dependency file": "echo x >> /build/sysroot/usr/lib/libgreet.a",
     "chmod a dependency file": "chmod 0666 /build/sysroot/usr/lib/libgreet.a",
-    "remove a dependency file": "rm -f /build/sysroot/usr/lib/libgreet.a && test ! -e /build/sysroot/usr/lib/libgreet.a",
+    "remove a dependency file": "rm -f /build/sysroot/usr/lib/libgreet.a"
+                                " && test ! -e /build/sysroot/usr/lib/libgreet.a",
     "make a device node": "mknod /build/home/null c 1 3",
     "write a sysctl": "echo 1 > /proc/sys/kernel/sysrq",
     "chown to another user": "touch /build/home/f && chown 1:1 /build/home/f",

@@ -53,7 +53,7 @@ def test_killed_build_finishes_next_time(tiny, tmp_path, delay):
 def test_concurrent_builds_share_one_cache(tiny, tmp_path):
     procs = [_start(tiny, _env(tmp_path, f"build{i}")) for i in range(3)]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     trees = [sorted(str(x.relative_to(tmp_path / f"build{i}/packages"))
                     for x in (tmp_path / f"build{i}/packages").rglob("*")) for i in range(3)]

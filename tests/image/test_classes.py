@@ -18,7 +18,8 @@ from buildsys.image import gpt
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH = 1_600_000_000
 TOOLS = ("bwrap", "mksquashfs", "unsquashfs", "mformat", "mcopy", "mmd")
-needs_tools = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS), reason="bwrap/squashfs-tools/mtools missing")
+needs_tools = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
+                                 reason="bwrap/squashfs-tools/mtools missing")
 
 
 class FakeRecipe:

@@ -3,7 +3,6 @@ import re
 import shutil
 import subprocess
 import uuid
-import zlib
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,8 @@ import pytest
 from buildsys.image import gpt, mbr
 
 ROOT = Path(__file__).resolve().parents[2]
-needs = lambda tool: pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} not installed")
+def needs(tool):
+    return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} not installed")
 
 
 def _disk(path: Path, align=4096, sizes=(1_000_000, 300_000)) -> gpt.Table:
@@ -101,7 +101,7 @@ def test_sfdisk_reads_what_we_wrote(tmp_path):
     assert "label: gpt" in dump
     assert f"label-id: {str(table.disk_guid).upper()}" in dump
     for n, p in enumerate(table.partitions, 1):
-        line = next(l for l in dump.splitlines() if l.startswith(f"{path}{n} :"))
+        line = next(entry for entry in dump.splitlines() if entry.startswith(f"{path}{n} :"))
         assert re.search(rf"start=\s*{p.first_lba},", line)
         assert re.search(rf"size=\s*{p.sectors},", line)
         assert f"uuid={str(p.guid).upper()}" in line and f'name="{p.name}"' in line

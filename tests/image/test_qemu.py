@@ -63,7 +63,8 @@ X86_CHECKS = [
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("BUILDSYS_TEST_IMAGE"), reason="set BUILDSYS_TEST_IMAGE to an x86-virtio disk image")
+@pytest.mark.skipif(not os.environ.get("BUILDSYS_TEST_IMAGE"),
+                    reason="set BUILDSYS_TEST_IMAGE to an x86-virtio disk image")
 @pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86_64 not installed")
 def test_boot_x86_virtio_image(tmp_path):
     import yaml

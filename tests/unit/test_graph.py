@@ -1,4 +1,5 @@
 """graph: the fast builders give exactly what the plain networkx calls give."""
+import itertools
 import json
 
 import networkx as nx
@@ -76,8 +77,8 @@ def test_recipe_and_task_graphs_match_the_node_by_node_build(tmp_path):
     slow = nx.DiGraph()
     for pn, data in rgraph.nodes(data=True):
         names = [f"{pn}:{t}" for t in TASKS]
-        slow.add_nodes_from((name, {"recipe": data["recipe"], "task": t}) for name, t in zip(names, TASKS))
-        slow.add_edges_from(zip(names, names[1:]))
+        slow.add_nodes_from((name, {"recipe": data["recipe"], "task": t}) for name, t in zip(names, TASKS, strict=True))
+        slow.add_edges_from(itertools.pairwise(names))
     slow.add_edges_from((f"{a}:package", f"{b}:configure") for a, b in rgraph.edges())
     _same(tgraph, slow)
 

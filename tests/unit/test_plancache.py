@@ -154,13 +154,10 @@ def test_the_compiler_changes_the_key(tmp_path, proj, monkeypatch):
     assert key(proj, prefixes=prefixes) != before
 
 
+@pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="needs bubblewrap")
 def test_a_layer_file_outside_recipes_dir_invalidates_the_plan(tmp_path, proj):
     """Recipes may name any file of their layer; the saved plan checks each
     one it used, so editing it is never answered by "nothing to do"."""
-    import os as _os
-
-    from conftest import run_buildsys
-
     write_tree(proj, {"common/shared.h": "#define A 1\n"})
     hello = proj / "recipes/hello/hello.yaml"
     hello.write_text(hello.read_text().replace("  - file: files/hello.c\n",
@@ -171,8 +168,7 @@ def test_a_layer_file_outside_recipes_dir_invalidates_the_plan(tmp_path, proj):
     assert "nothing to do" in again.stderr
     touch_edit(proj / "common/shared.h", "#define A 2\n")
     third = run_buildsys("--project", proj, "build", env=env, check=0)
-    assert "nothing to do" not in third.stderr and "hello:" in third.stderr
-    assert _os.path.isdir(tmp_path / "b")
+    assert "nothing to do" not in third.stderr and "hello: runs because" in third.stderr
 
 
 @pytest.mark.parametrize("content", [

@@ -26,7 +26,7 @@ def _same(a, b, where="top"):
     elif isinstance(a, yamlio.Seq):
         assert len(a) == len(b), where
         assert (a.path, a.pos, a.item_pos) == (b.path, b.pos, b.item_pos), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _same(x, y, f"{where}[{i}]")
     else:
         assert a == b or (a != a and b != b), where   # nan
