@@ -12,7 +12,7 @@ from typing import IO
 
 import networkx as nx
 
-from . import signature
+from . import buildenv, signature
 from .cache import open_cache
 from .classes.base import SANDBOX_DEST, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC, SANDBOX_SYSROOT
 from .errors import BuildError, UserError, Where
@@ -39,6 +39,7 @@ class Session:
         self.fetch_config = fetch_config
         self.cache = open_cache(paths.cache)
         self.store = PackageStore(paths.packages, self.cache)
+        self.buildenv = buildenv.for_project(project)      # None: steps see the host's /usr
         self.sigs: dict[str, str] = {}
         self.sigdata: dict[str, dict] = {}
         self.rgraph: nx.DiGraph = nx.DiGraph()    # set by plan()
@@ -52,7 +53,7 @@ class Session:
     # --- planning -------------------------------------------------------------
     def plan(self, targets: list[Recipe]) -> None:
         self.targets = targets
-        self.plan_ = Plan(self.resolver, self.board, targets)
+        self.plan_ = Plan(self.resolver, self.board, targets, self.buildenv)
         self.rgraph = self.plan_.rgraph
         self.sigs = self.plan_.sigs
         self.sigdata = self.plan_.sigdata
@@ -92,6 +93,16 @@ class Session:
         # We hold the lock: temp dirs left here are from a build that was killed.
         self.store.remove_stale()
 
+    def prepare_environment(self) -> None:
+        """Fetch and assemble the pinned build environment (once per lock)."""
+        if self.buildenv is None:
+            if not getattr(self, "_warned_host", False):
+                self._warned_host = True
+                print("note: no buildenv.lock.json: build steps use this host's /usr, and the artifacts are only "
+                      "good for this host (see docs/buildenv.md)", file=sys.stderr)
+            return
+        self.buildenv.ensure(self.fetch_config)
+
     def unlock(self) -> None:
         if self._lock_file is not None:
             self._lock_file.close()     # the flock goes with the file
@@ -101,6 +112,7 @@ class Session:
         """Run the graph; a restore whose cache entry fails verification is
         not an error: that recipe (and what it needs) is built instead."""
         self.lock()
+        self.prepare_environment()
         while True:
             failed = run_graph(graph, self.execute, self.jobs, keep_going)
             retry = {node.rsplit(":", 1)[0] for node in failed if node.rsplit(":", 1)[0] in self.unusable}
@@ -188,7 +200,7 @@ class Session:
 
     def step_context(self, recipe: Recipe, task: str, log_path: Path) -> Context:
         return Context(recipe, self.board, task, self.jobs, self.recipe_paths(recipe), log_path,
-                       self.base_env(recipe), self.read_sde(recipe), self.package_trees)
+                       self.base_env(recipe), self.read_sde(recipe), self.package_trees, self.buildenv)
 
     # --- for classes -------------------------------------------------------------
     def package_trees(self, recipe: Recipe, names=None) -> list:

@@ -128,8 +128,11 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
         from .executor import sources_of
         from .fetch import fetch_many
 
-        fetch_many([s for node in sorted(graph.nodes) if node.endswith(":fetch")
-                    for s in sources_of(graph.nodes[node]["recipe"])], session.fetch_config)
+        needed = [s for node in sorted(graph.nodes) if node.endswith(":fetch")
+                  for s in sources_of(graph.nodes[node]["recipe"])]
+        if session.buildenv is not None and graph.number_of_nodes() and not session.buildenv.ready():
+            needed += session.buildenv.sources(session.fetch_config)
+        fetch_many(needed, session.fetch_config)
     try:
         if graph.number_of_nodes() == 0:
             print("nothing to do: every target is up to date", file=sys.stderr)

@@ -98,7 +98,7 @@ class Context(StepContext):
     package trees) and never calls back into the build session."""
 
     def __init__(self, recipe: Recipe, board, task: str, jobs: int, paths: RecipePaths, log_path: Path,
-                 env: dict[str, str], sde: int, package_trees: Callable[[Recipe, object], list]):
+                 env: dict[str, str], sde: int, package_trees: Callable[[Recipe, object], list], buildenv=None):
         self.recipe = recipe
         self.board = board
         self.task = task
@@ -109,6 +109,7 @@ class Context(StepContext):
         self.sde = sde
         self.env["SOURCE_DATE_EPOCH"] = str(sde)
         self._package_trees = package_trees
+        self.buildenv = buildenv        # the pinned environment (buildenv.BuildEnv), None: the host's /usr
         self._steps = 0
 
     def mounts(self) -> list[sandbox.Mount]:
@@ -134,7 +135,8 @@ class Context(StepContext):
         full_env.update(env or {})
         for path in (self.paths.stage, self.paths.scripts, self.paths.files):
             path.mkdir(parents=True, exist_ok=True)
-        return sandbox.bwrap_argv(self.mounts(), full_env, cwd, command)
+        root = self.buildenv.root if self.buildenv is not None else None
+        return sandbox.bwrap_argv(self.mounts(), full_env, cwd, command, root=root)
 
     def _run_argv(self, command: list[str], env, cwd, label: str) -> None:
         argv = self.sandbox_argv(command, env, cwd)

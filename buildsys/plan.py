@@ -16,7 +16,7 @@ from .model import Recipe
 class Plan:
     """Signatures of the recipes a set of targets needs."""
 
-    def __init__(self, resolver, board, targets: list[Recipe]):
+    def __init__(self, resolver, board, targets: list[Recipe], env=None):
         self.resolver = resolver
         self.board = board
         self.targets = targets
@@ -28,7 +28,7 @@ class Plan:
             build_class = resolver.build_class(recipe)
             deps = {d: self.sigs[d] for d in self.rgraph.predecessors(pn)}
             data = signature.sigdata(recipe, board, build_class.version(),
-                                     build_class.signature_extra(recipe, board), deps)
+                                     build_class.signature_extra(recipe, board, env=env), deps, env)
             self.sigdata[pn] = data
             self.sigs[pn] = signature.digest(data)
 

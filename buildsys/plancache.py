@@ -47,7 +47,7 @@ def inputs_key(project, board_name: str, targets: list[str], cross_prefixes=("",
         _tree_stats(layer.recipes_dir, lines)
         _tree_stats(layer.boards_dir, lines)
         _file_stat(layer.config, lines)   # a layer.yaml's priority decides which file wins
-    for name in ("buildsys.yaml", "local.yaml"):
+    for name in ("buildsys.yaml", "local.yaml", "buildenv.lock.json"):
         p = project.root / name
         if p.exists():
             st = p.stat()

@@ -46,19 +46,29 @@ def bwrap_path() -> str:
     return path
 
 
-def bwrap_argv(mounts: list[Mount], env: dict[str, str], cwd: str, command: list[str]) -> list[str]:
+def bwrap_argv(mounts: list[Mount], env: dict[str, str], cwd: str, command: list[str],
+               root: Path | None = None) -> list[str]:
+    """The bwrap argv of one step.  ``root`` is the pinned build environment's
+    tree (its usr/ and etc/ become the step's /usr and /etc); None means the
+    host's /usr (projects that opted into ``build_env: host``)."""
     argv = [bwrap_path(), "--unshare-all", "--unshare-user", "--uid", "0", "--gid", "0", "--disable-userns",
-            "--cap-drop", "ALL", "--die-with-parent", "--new-session",
-            "--hostname", "buildsys", "--ro-bind", "/usr", "/usr"]
-    for name in _ROOT_LINKS:
-        host = f"/{name}"
-        if os.path.islink(host):
-            argv += ["--symlink", os.readlink(host), host]
-        elif os.path.isdir(host):
-            argv += ["--ro-bind", host, host]
-    for path in _ETC_RO:
-        if os.path.exists(path):
-            argv += ["--ro-bind", path, path]
+            "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "buildsys"]
+    if root is not None:
+        argv += ["--ro-bind", str(Path(root) / "usr"), "/usr", "--ro-bind", str(Path(root) / "etc"), "/etc"]
+        for name in _ROOT_LINKS:
+            if (Path(root) / "usr" / name).is_dir():
+                argv += ["--symlink", f"usr/{name}", f"/{name}"]
+    else:
+        argv += ["--ro-bind", "/usr", "/usr"]
+        for name in _ROOT_LINKS:
+            host = f"/{name}"
+            if os.path.islink(host):
+                argv += ["--symlink", os.readlink(host), host]
+            elif os.path.isdir(host):
+                argv += ["--ro-bind", host, host]
+        for path in _ETC_RO:
+            if os.path.exists(path):
+                argv += ["--ro-bind", path, path]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/build"]
     for m in mounts:
         argv += ["--bind" if m.writable else "--ro-bind", m.host, m.inside]

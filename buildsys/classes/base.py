@@ -120,7 +120,7 @@ class BuildClass:
         """Dependencies the class derives from the recipe's parameters and the board."""
         return []
 
-    def signature_extra(self, recipe, board) -> dict[str, Any]:
+    def signature_extra(self, recipe, board, env=None) -> dict[str, Any]:
         """Extra inputs of the task signatures (e.g. a toolchain's identity)."""
         return {}
 

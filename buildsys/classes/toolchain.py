@@ -43,8 +43,53 @@ def identity(driver: str) -> dict[str, str]:
 
 
 def host_identity() -> dict[str, str]:
-    """The build host's compiler, which every native recipe is built with."""
+    """The build host's compiler, which every native recipe is built with
+    when the project uses ``build_env: host``."""
     return identity("gcc")
+
+
+# Debian architecture of a build environment -> the triplet of its native gcc.
+_NATIVE_TRIPLET = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
+
+
+def env_identity(env, driver: str) -> dict[str, str]:
+    """The compiler ``driver`` of a pinned build environment: the Debian
+    package that ships it (``gcc``, ``gcc-aarch64-linux-gnu``...) and its
+    version.  Its bytes are covered by the environment's id."""
+    machine, _, name = driver.rpartition("-") if driver.count("-") >= 3 else ("", "", driver)
+    package = f"{name}-{machine}" if machine else name
+    locked = env.lock.package(package)
+    if locked is None:
+        raise UserError(f"the build environment has no package {package} (for the compiler {driver})", None,
+                        hint=f"add {package} to buildenv.yaml and run 'buildsys lock update'")
+    version = locked.version.split(":", 1)[-1]
+    return {"driver": driver, "package": package, "version": version,
+            "machine": machine or _NATIVE_TRIPLET.get(env.lock.architecture, env.lock.architecture),
+            "buildenv": env.id}
+
+
+def resolve_inside(root: Path, rel: str) -> Path:
+    """``root/rel`` with every symlink resolved inside ``root`` (an absolute
+    link target means root's /, never the host's)."""
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    for _ in range(64):
+        if not parts:
+            return root.joinpath(*done)
+        name = parts.pop(0)
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        path = root.joinpath(*done, name)
+        if path.is_symlink():
+            target = os.readlink(path)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+        else:
+            done.append(name)
+    raise UserError(f"too many symbolic links resolving {rel} in the build environment")
 
 
 class Toolchain(BuildClass):
@@ -76,16 +121,10 @@ class Toolchain(BuildClass):
                 where, hint = recipe.where("compiler"), exc.hint
             raise UserError(exc.message, where, hint=hint) from None
 
-    def signature_extra(self, recipe, board):
-        ident = self._identity(recipe, board)
-        expected = recipe.get("expected_version")
-        if expected and not ident["version"].startswith(expected):
-            raise UserError(f"{ident['driver']} is version {ident['version']}, the recipe expects {expected}",
-                            recipe.where("expected_version"))
-        machine = recipe.get("expected_machine")
-        if machine and ident["machine"] != machine:
-            raise UserError(f"{ident['driver']} targets {ident['machine']}, the recipe expects {machine}",
-                            recipe.where("expected_machine"), hint="check the board's toolchain: prefix")
+    def signature_extra(self, recipe, board, env=None):
+        if env is not None:
+            return {"toolchain": self._checked(recipe, self._env_identity(recipe, board, env))}
+        ident = self._checked(recipe, self._identity(recipe, board))
         extra = {"toolchain": ident}
         if recipe.get("libc_files"):
             root = sysroot(ident)
@@ -98,18 +137,47 @@ class Toolchain(BuildClass):
             extra["libc"] = {f: _file_sha256(root / f) for f in names}
         return extra
 
+    def _env_identity(self, recipe, board, env) -> dict[str, str]:
+        try:
+            return env_identity(env, self._driver(recipe, board))
+        except UserError as exc:
+            where = board.where("toolchain", "prefix") if board.cross_prefix and hasattr(board, "where") \
+                else recipe.where("compiler")
+            raise UserError(exc.message, where, hint=exc.hint) from None
+
+    @staticmethod
+    def _checked(recipe, ident: dict[str, str]) -> dict[str, str]:
+        expected = recipe.get("expected_version")
+        if expected and not ident["version"].startswith(expected):
+            raise UserError(f"{ident['driver']} is version {ident['version']}, the recipe expects {expected}",
+                            recipe.where("expected_version"))
+        machine = recipe.get("expected_machine")
+        if machine and ident["machine"] != machine:
+            raise UserError(f"{ident['driver']} targets {ident['machine']}, the recipe expects {machine}",
+                            recipe.where("expected_machine"), hint="check the board's toolchain: prefix")
+        return ident
+
     def run(self, task, ctx):
         if task == "install":
             out = Path(ctx.paths.dest) / "usr/share/buildsys"
             out.mkdir(parents=True, exist_ok=True)
-            ident = identity(self._driver(ctx.recipe, ctx.board))
+            env = getattr(ctx, "buildenv", None)
+            driver = self._driver(ctx.recipe, ctx.board)
+            ident = env_identity(env, driver) if env is not None else identity(driver)
             (out / f"toolchain-{ctx.recipe.name}.json").write_text(json.dumps(ident, indent=1, sort_keys=True) + "\n")
-            root = sysroot(ident)
             for rel in ctx.recipe.get("libc_files", []):
-                src = root / rel
+                if env is not None:
+                    # Debian's cross C library lives in /usr/<triplet>/ of the environment.
+                    base = f"usr/{ident['machine']}" if ident["machine"] != _NATIVE_TRIPLET.get(
+                        env.lock.architecture) else ""
+                    src = resolve_inside(env.root, f"{base}/{rel}")
+                else:
+                    src = Path(os.path.realpath(sysroot(ident) / rel))
+                if not src.is_file():
+                    raise UserError(f"the toolchain has no {rel} ({src})", ctx.recipe.where("libc_files"))
                 target = Path(ctx.paths.dest) / rel.lstrip("/")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(os.path.realpath(src), target)
+                shutil.copy(src, target)
 
 
 def sysroot(ident: dict[str, str]) -> Path:

@@ -24,7 +24,13 @@ class Fetch(Command):
         sources = []
         for pn in sorted(rgraph.nodes):
             sources += sources_of(rgraph.nodes[pn]["recipe"])
-        fetch_many(sources, ws.fetch_config(args.offline))
+        from .. import buildenv
+
+        env = buildenv.for_project(ws.project)
+        config = ws.fetch_config(args.offline)
+        if env is not None:
+            sources += env.sources(config)       # the build environment's .debs
+        fetch_many(sources, config)
         remote = [s for s in sources if not s.url.startswith("file:")]
         print(f"{len(remote)} remote source(s) and {len(sources) - len(remote)} layer file(s) in place; "
               f"download dir: {ws.paths.dl}")
