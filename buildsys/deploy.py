@@ -10,6 +10,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from . import provenance
 from .errors import BuildError
 from .fileio import atomic_write, read_beneath, sha256_file
 
@@ -46,18 +47,25 @@ def deploy(session, recipe) -> Path | None:
             atomic_write(out / f"{name}.sha256", f"{info['sha256']}  {Path(name).name}\n")
     recipes = []
     toolchain = None
-    for pn in sorted(nx.ancestors(session.rgraph, recipe.pn) | {recipe.pn}):
+    closure = nx.ancestors(session.rgraph, recipe.pn) | {recipe.pn}
+    for pn in sorted(closure):
         meta = session.package_meta(pn)
         data = session.sigdata[pn]
         if data.get("extra", {}).get("toolchain"):
             toolchain = data["extra"]["toolchain"]
         recipes.append({"name": pn, "version": meta.get("version"), "license": meta.get("license"),
-                        "sources": meta.get("sources"), "signature": session.sigs[pn]})
+                        "sources": meta.get("sources"), "signature": session.sigs[pn],
+                        **provenance.recipe_record(session, pn)})
     manifest = {"image": recipe.name, "board": session.board.name, "arch": session.board.arch,
                 "version": recipe.version, "signature": session.sigs[recipe.pn], "toolchain": toolchain,
                 "recipes": recipes, "files": files}
+    # Format 2: signature inputs, tree digests, the project's files (see provenance.py).
+    manifest.update(provenance.image_record(session, recipe, closure))
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"deployed {recipe.name} to {out}:", file=sys.stderr)
     for name, info in sorted(files.items()):
         print(f"  {name:<40} {_human(info['size']):>10}  sha256 {info['sha256'][:16]}", file=sys.stderr)
+    # The SPDX document, and the rootfs file list in the manifest (docs/compliance.md).
+    from .sbom import deploy_sbom
+    deploy_sbom(session, recipe, out)
     return out

@@ -41,6 +41,8 @@ NOT_OUTPUT_SHAPING = (
     "resolve.py", "scheduler.py", "schema.py", "signature.py", "workspace.py", "yamlfast.py", "yamlio.py",
     "classes/__init__.py", "fetch/__init__.py", "fetch/aptsources.py", "fetch/backends.py", "fetch/checksum.py",
     "fetch/debian.py", "fetch/fetcher.py", "fetch/http.py",
+    "imagediff.py", "provenance.py", "reproduce.py", "treedigest.py",  # manifests, reproduce, diff (they only read)
+    "legal.py", "sbom.py", "size.py",   # compliance: SBOM, legal-info, size report and budget (they only check/report)
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _engine_version: str | None = None

@@ -110,6 +110,7 @@ def unpack(run: TaskRun) -> str | None:
 @task("patch")
 def patch(run: TaskRun) -> str | None:
     from .fetch import apply_patches
+    from .legal import check_license_files
 
     refs = run.recipe.get("patches", [])
     for ref in refs:
@@ -117,6 +118,7 @@ def patch(run: TaskRun) -> str | None:
             raise UserError(f"patch '{ref.raw}' does not exist", ref.where)
     if refs:
         apply_patches([ref.path for ref in refs], run.paths.src)
+    check_license_files(run.recipe, run.paths.src)   # an upstream license change fails here
     return None
 
 

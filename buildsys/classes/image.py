@@ -36,10 +36,11 @@ import shutil
 import struct
 from pathlib import Path
 
-from .. import rootfs
+from .. import rootfs, size
 from ..errors import BuildError, UserError
 from ..fileio import copy_beneath, read_text_beneath, write_beneath
 from ..image import disk, gpt, mbr, squashfs, vfat
+from ..schema import Size
 from .base import SANDBOX_OBJ, SANDBOX_STAGE, BuildClass, Int, Str, StrList
 
 DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
@@ -62,6 +63,8 @@ class Image(BuildClass):
         "packages": StrList([], "recipes installed in the root filesystem (plus their rdepends)"),
         "rootfs_compressor": Str("xz", "squashfs compressor; the kernel must support it"),
         "rootfs_block_size": Int(131072, "squashfs block size in bytes"),
+        "size_budget": Size(None, "fail the build when the disk image (.img) is larger (bytes, or e.g. 2M, "
+                                  "512KiB); the error lists the largest contributors"),
     }
 
     def build_depends(self, recipe, board=None):
@@ -145,6 +148,8 @@ class Image(BuildClass):
                                    [(p, contents[s.name]) for p, s in zip(gparts, specs, strict=True)], total)
             ctx.log(f"disk {stem}.img: {total * gpt.SECTOR} bytes, " + ", ".join(
                 f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in layout.partitions))
+        if r.get("size_budget") is not None:     # on the disk image; the error names the largest contributors
+            size.check_image_budget(ctx, specs, out / f"{stem}.img", out / f"{stem}.squashfs")
         dest = Path(ctx.paths.dest)
         for item in sorted(out.iterdir()):
             os.replace(item, dest / item.name)
