@@ -430,32 +430,6 @@ LICENSE_FILE_KEYS: dict[str, Setting] = {
     "sha256": Sha256(doc="sha256 of the file after unpack and patch"),
 }
 
-class Pattern(Str):
-    """A string that must match a regular expression (``what`` names the form)."""
-
-    __slots__ = ("regex", "form")
-    what = "a string"
-
-    def __init__(self, regex: str, form: str, default=None, doc: str = ""):
-        super().__init__(default, doc)
-        self.regex, self.form = re.compile(regex), form
-
-    def parse(self, value, where, layer=""):
-        value = super().parse(value, where, layer)
-        # ${version} and friends expand later: check the form around them.
-        if self.regex.fullmatch(re.sub(r"\$\{\w+\}", "x", value)) is None:
-            raise UserError(f"'{value}' is not {self.form}", where)
-        return value
-
-
-# A license file of a recipe (license_files:): its path in the unpacked,
-# patched source tree and the sha256 it must have.
-LICENSE_FILE_KEYS: dict[str, Setting] = {
-    "path": Pattern(r"(?!/)(?!(?:.*/)?\.\.(?:/|$))[^\0]+", "a relative path inside the source tree",
-                    doc="path relative to the unpacked source"),
-    "sha256": Sha256(doc="sha256 of the file after unpack and patch"),
-}
-
 _FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 # The keys of one entry of ``sources:``.
@@ -563,12 +537,6 @@ RECIPE_KEYS: dict[str, Setting] = {
     "variants": StrList(["target"], "target and/or native", choices=VARIANTS),
     "source_date_epoch": Int(None, "fixed SOURCE_DATE_EPOCH", minimum=0),
     "permissions": Any([], "owners, modes and device nodes in the image"),
-    "license_files": ListOf(Struct(LICENSE_FILE_KEYS, required=("path", "sha256"), name="license file"), None,
-                            "license texts in the source, checked after patch (docs/compliance.md)"),
-    "cpe": Pattern(r"(?:[aho]:)?[^:\s]+:[^:\s]+", "vendor:product (or part:vendor:product, part a, o or h)",
-                   doc="the CPE vendor:product for the SBOM (default name:name)"),
-    "purl": Pattern(r"pkg:[^\s/]+/\S+", "a package URL (pkg:type/namespace/name@version)",
-                    doc="the package URL for the SBOM (default pkg:generic/<name>@<version>)"),
     "license_files": ListOf(Struct(LICENSE_FILE_KEYS, required=("path", "sha256"), name="license file"), None,
                             "license texts in the source, checked after patch (docs/compliance.md)"),
     "cpe": Pattern(r"(?:[aho]:)?[^:\s]+:[^:\s]+", "vendor:product (or part:vendor:product, part a, o or h)",

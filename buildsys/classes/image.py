@@ -150,8 +150,6 @@ class Image(BuildClass):
                 f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in layout.partitions))
         if r.get("size_budget") is not None:     # on the disk image; the error names the largest contributors
             size.check_image_budget(ctx, specs, out / f"{stem}.img", out / f"{stem}.squashfs")
-        if r.get("size_budget") is not None:     # on the disk image; the error names the largest contributors
-            size.check_image_budget(ctx, specs, out / f"{stem}.img", out / f"{stem}.squashfs")
         dest = Path(ctx.paths.dest)
         for item in sorted(out.iterdir()):
             os.replace(item, dest / item.name)
