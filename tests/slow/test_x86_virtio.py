@@ -34,8 +34,13 @@ def build_image(build_dir: Path, args=(), umask=-1, **env) -> Path:
 
 @pytest.fixture(scope="module")
 def first_build(tmp_path_factory):
+    """The image every test here looks at.  With BUILDSYS_TEST_CACHE_DIR (CI
+    keeps one across runs: the keys cover the whole build environment, so a
+    cached artifact is as good as a rebuild) it may come from that cache; the
+    reproducibility test below always builds cold."""
     build_dir = tmp_path_factory.mktemp("x86") / "build"
-    return build_dir, build_image(build_dir)
+    cache = os.environ.get("BUILDSYS_TEST_CACHE_DIR") or str(build_dir / "cache")
+    return build_dir, build_image(build_dir, BUILDSYS_CACHE_DIR=cache)
 
 
 def test_image_is_small(first_build):
