@@ -30,30 +30,37 @@ from .reproduce import load_manifest, manifest_path
 
 
 # --- recipes ----------------------------------------------------------------------------------
-def _source_id(source: dict) -> str:
+def _source_id(source) -> str:
+    if not isinstance(source, dict):
+        return str(source)
     if "url" in source:
         return str(source["url"])
     if "git" in source:
-        return f"{source['git']}@{source.get('rev', '')}"
+        return str(source["git"])
     return str(source.get("file", json.dumps(source, sort_keys=True)))
 
 
-def _source_text(source: dict) -> str:
-    sha = source.get("sha256")
-    return _source_id(source) + (f" (sha256 {str(sha)[:16]})" if sha and "git" not in source else "")
+def _pin(source) -> str:
+    """What pins a source's content: its sha256, a git rev."""
+    if not isinstance(source, dict):
+        return ""
+    return str(source.get("rev") or source.get("sha256") or "")[:16]
 
 
-def _list_changes(a: list, b: list, text) -> dict[str, list[str]]:
-    a_set = {json.dumps(x, sort_keys=True): x for x in a}
-    b_set = {json.dumps(x, sort_keys=True): x for x in b}
-    return {"added": [text(b_set[k]) for k in sorted(set(b_set) - set(a_set))],
-            "removed": [text(a_set[k]) for k in sorted(set(a_set) - set(b_set))]}
+def _text(source) -> str:
+    pin = _pin(source)
+    return _source_id(source) + (f" ({'rev' if isinstance(source, dict) and 'rev' in source else 'sha256'} {pin})"
+                                 if pin else "")
 
 
-def _patch_text(patch) -> str:
-    if isinstance(patch, dict):
-        return f"{patch.get('file')} (sha256 {str(patch.get('sha256', ''))[:16]})"
-    return str(patch)
+def list_changes(a: list, b: list) -> dict[str, list[str]]:
+    """Sources or patches added, removed, and changed (same name, other sha256 or rev)."""
+    ia = {_source_id(x): x for x in a}
+    ib = {_source_id(x): x for x in b}
+    return {"added": [_text(ib[k]) for k in sorted(set(ib) - set(ia))],
+            "removed": [_text(ia[k]) for k in sorted(set(ia) - set(ib))],
+            "changed": [f"{k}: {_pin(ia[k]) or '-'} -> {_pin(ib[k]) or '-'}" for k in sorted(set(ia) & set(ib))
+                        if json.dumps(ia[k], sort_keys=True) != json.dumps(ib[k], sort_keys=True)]}
 
 
 def _values(entry: dict) -> dict:
@@ -77,12 +84,11 @@ def recipe_changes(a: dict, b: dict) -> dict:
             item["version"] = [x.get("version"), y.get("version")]
         else:
             item["version"] = x.get("version")
-        sources = _list_changes(x.get("sources") or [], y.get("sources") or [], _source_text)
-        if sources["added"] or sources["removed"]:
-            item["sources"] = sources
-        patches = _list_changes(_values(x).get("patches") or [], _values(y).get("patches") or [], _patch_text)
-        if patches["added"] or patches["removed"]:
-            item["patches"] = patches
+        for key, before, after in (("sources", x.get("sources"), y.get("sources")),
+                                   ("patches", _values(x).get("patches"), _values(y).get("patches"))):
+            changes = list_changes(before or [], after or [])
+            if any(changes.values()):
+                item[key] = changes
         if x.get("sigdata") and y.get("sigdata"):
             why = signature.explain(x["sigdata"], y["sigdata"])
             item["inputs"] = [] if why == "inputs unchanged but output missing" else why.split(", ")
@@ -325,8 +331,8 @@ def render_text(result: dict) -> str:
         why = "; ".join(x["inputs"]) or "same inputs"
         lines.append(f"  ~ {x['name']} {version}: {why}; output {x['output']}")
         for key in ("sources", "patches"):
-            for sign, items in (("+", x.get(key, {}).get("added", [])), ("-", x.get(key, {}).get("removed", []))):
-                lines += [f"      {key[:-1]} {sign} {item}" for item in items]
+            for sign, what in (("+", "added"), ("-", "removed"), ("~", "changed")):
+                lines += [f"      {key[:-1]} {sign} {item}" for item in x.get(key, {}).get(what, [])]
     fs = result["rootfs"]
     if not fs.get("available"):
         lines.append(f"root filesystem: not compared ({fs.get('why')})")

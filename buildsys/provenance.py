@@ -7,8 +7,9 @@ reproduce`` checks a project against them and ``buildsys diff`` compares two:
   checkout), the settings that shape outputs, and for every layer in effect
   its name, priority, path (relative to the project) and the sha256 of every
   file the build read from it -- layer.yaml (buildsys.yaml for the core), the
-  board config, recipe files, appends and every file a recipe or the board
-  names (patches, config fragments, local sources), by layer-relative name;
+  build environment's lock file, the board config, recipe files, appends and
+  every file a recipe or the board names (patches, config fragments, local
+  sources), by layer-relative name;
 * per recipe: its full signature inputs (``sigdata``), the content digest of
   its package tree (``tree_sha256``, see treedigest.py) and, when the artifact
   cache has it, the sha256 of its package archive (``archive_sha256``);
@@ -106,6 +107,11 @@ def read_files(project, board, recipes: Iterable[Recipe]) -> dict[str, dict[str,
     for layer in layers:
         if layer.config:
             add(layer.config, layer)
+    from .buildenv import LOCK_NAME
+
+    lock = Path(project.root) / LOCK_NAME    # the pinned build environment, when the project has one
+    if lock.is_file():
+        add(lock)
     add(board.path, board.layer)
     add_refs(board.values)
     for recipe in recipes:
