@@ -51,7 +51,15 @@ def _entries(recipe: Recipe) -> list:
 
 
 def _where(item, key: str, recipe: Recipe) -> Where:
-    return item.where(key) if hasattr(item, "where") else recipe.where("license_files")
+    """Where ``key`` of a license_files item is written: resolved values are
+    plain, the recipe's history keeps the parsed items with positions."""
+    if hasattr(item, "where"):
+        return item.where(key)
+    for entry in reversed(recipe.history.get("license_files", ())):
+        for written in entry.value if isinstance(entry.value, list) else ():
+            if hasattr(written, "where") and written == item:
+                return written.where(key)
+    return recipe.where("license_files")
 
 
 def mismatch(recipe: Recipe, item, actual: str) -> UserError:
