@@ -67,6 +67,11 @@ def load_manifest(path: Path, need_format: int | None = None) -> dict:
             or not isinstance(data.get("files"), dict) or not isinstance(data.get("board"), str) \
             or not isinstance(data.get("image"), str):
         raise UserError("not a buildsys deploy manifest (no image, board, recipes and files)", Where(str(path), 1, 1))
+    if not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in data["recipes"]) \
+            or not all(isinstance(f, dict) for f in data["files"].values()):
+        raise UserError("a recipe or file entry of the manifest is malformed", Where(str(path), 1, 1))
+    if not isinstance(data.get("manifest_format", 1), int):
+        raise UserError("manifest_format is not a number", Where(str(path), 1, 1))
     if need_format is not None and data.get("manifest_format", 1) < need_format:
         raise UserError(f"manifest format {data.get('manifest_format', 1)} lacks the signature inputs and "
                         "digests needed here", Where(str(path), 1, 1),
@@ -77,8 +82,10 @@ def load_manifest(path: Path, need_format: int | None = None) -> dict:
                     or not isinstance(entry.get("sigdata"), dict) or not isinstance(entry.get("tree_sha256"), str):
                 raise UserError("a recipe entry lacks name, sigdata or tree_sha256", Where(str(path), 1, 1))
         project = data.get("project")
-        if not isinstance(project, dict) or not isinstance(project.get("layers"), list):
-            raise UserError("the manifest has no project record", Where(str(path), 1, 1))
+        if not isinstance(project, dict) or not isinstance(project.get("layers"), list) or not all(
+                isinstance(la, dict) and isinstance(la.get("name"), str) and isinstance(la.get("priority"), int)
+                and isinstance(la.get("files"), dict) for la in project["layers"]):
+            raise UserError("the manifest's project record is missing or malformed", Where(str(path), 1, 1))
     return data
 
 
@@ -337,6 +344,9 @@ def reproduce(ws, path: Path, manifest: dict, options: Options = Options(), out:
     from .plan import Plan
 
     out = out or sys.stdout
+    if manifest["board"] not in ws.project.board_files:
+        raise UserError(f"the image was built for board '{manifest['board']}', which this project does not have",
+                        Where(str(path)), hint="reproduce in the project the image was built from")
     if ws.board_name != manifest["board"]:
         raise UserError(f"the workspace is for board '{ws.board_name}', the manifest for '{manifest['board']}'",
                         Where(str(path)))

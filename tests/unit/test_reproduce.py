@@ -360,3 +360,14 @@ def test_reproduce_bad_input_is_one_line_exit_2(tiny, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = run_buildsys("--project", tiny, "reproduce", "-j", "-1", bad, env=env, check=2)
     assert len(proc.stderr.strip().splitlines()) == 1
+    bad.write_text(json.dumps({"image": "x", "board": "tiny-x86", "recipes": [], "files": {}, "manifest_format": 2,
+                               "project": {"layers": [{"name": "core"}]}}))
+    proc = run_buildsys("--project", tiny, "reproduce", bad, env=env, check=2)
+    assert proc.stderr == f"{bad}:1:1: the manifest's project record is missing or malformed\n"
+    bad.write_text(json.dumps({"image": "x", "board": "rpi", "recipes": [], "files": {}, "manifest_format": 2,
+                               "project": {"layers": []}}))
+    proc = run_buildsys("--project", tiny, "reproduce", bad, env=env, check=2)
+    assert proc.stderr.startswith(f"{bad}: the image was built for board 'rpi', which this project does not have")
+    bad.write_text(json.dumps({"image": "x", "board": "rpi", "recipes": ["busybox"], "files": {}}))
+    proc = run_buildsys("diff", bad, bad, env=env, check=2)
+    assert proc.stderr == f"{bad}:1:1: a recipe or file entry of the manifest is malformed\n"
