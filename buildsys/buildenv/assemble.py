@@ -97,8 +97,7 @@ def assemble(lock: Lock, debs: list[Path], dest: Path) -> None:
             except UnpackError as exc:
                 raise UnpackError(f"{pkg.name} {pkg.version}: {exc}") from None
     for name in _MERGED:
-        target = dest / "usr" / name
-        if target.is_dir() and not (dest / name).exists():
+        if (dest / "usr" / name).is_dir() and not (dest / name).exists():
             os.symlink(f"usr/{name}", dest / name)
     for link, target in lock.links:
         path = dest / link

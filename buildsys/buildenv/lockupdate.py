@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError, Where
 from ..fileio import atomic_write
@@ -12,17 +13,18 @@ from . import LOCK_FORMAT, SPEC_NAME, Lock, LockedPackage, load_lock
 from .debindex import Index, read_index
 
 
-def read_spec(project_root: Path) -> dict:
+def read_spec(project_root: Path) -> Any:
     from ..yamlio import load
 
     path = project_root / SPEC_NAME
     if not path.is_file():
         raise UserError(f"no {SPEC_NAME} in {project_root}", Where(str(project_root)),
                         hint="it lists the Debian packages of the build environment; see docs/buildenv.md")
-    data = load(path)
+    data: Any = load(path)
     for key in ("packages", "suites", "architecture"):
         if key not in data:
-            raise UserError(f"missing '{key}'", data.where(), hint=f"{SPEC_NAME} needs packages, suites and architecture")
+            raise UserError(f"missing '{key}'", data.where(),
+                            hint=f"{SPEC_NAME} needs packages, suites and architecture")
     return data
 
 

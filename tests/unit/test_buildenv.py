@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from buildsys import buildenv, signature
+from buildsys import buildenv
 from buildsys.buildenv import assemble, debindex
 from buildsys.errors import UserError
 from conftest import ROOT, copy_project, run_buildsys
