@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
+from .fileio import sha256_file
 from .model import FileRef, Recipe, SourceEntry
 
 # The engine modules whose code shapes a package's bytes: the sandbox and its
@@ -27,7 +28,7 @@ OUTPUT_SHAPING = (
     "artifact.py", "build.py", "executor.py", "fileio.py", "kconfiglines.py", "rootfs.py", "safetar.py",
     "sandbox.py", "store.py", "tasks.py", "classes/base.py", "fetch/git.py", "fetch/patch.py",
     "fetch/source.py", "fetch/unpack.py", "image/__init__.py", "image/disk.py", "image/gpt.py", "image/mbr.py",
-    "image/squashfs.py", "image/vfat.py",
+    "image/squashfs.py", "image/vfat.py", "buildenv/__init__.py", "buildenv/assemble.py",
 )
 # What only reads input, plans, schedules, talks to users or servers, or
 # checks sha256s (outputs do not depend on how): covered by the values and
@@ -40,9 +41,10 @@ NOT_OUTPUT_SHAPING = (
     "graph.py", "layers.py", "model.py", "overrides.py", "parsecache.py", "plan.py", "plancache.py", "qemu.py",
     "resolve.py", "scheduler.py", "schema.py", "signature.py", "workspace.py", "yamlfast.py", "yamlio.py",
     "classes/__init__.py", "fetch/__init__.py", "fetch/aptsources.py", "fetch/backends.py", "fetch/checksum.py",
-    "fetch/debian.py", "fetch/fetcher.py", "fetch/http.py",
-    "imagediff.py", "provenance.py", "reproduce.py", "treedigest.py",  # manifests, reproduce, diff (they only read)
+    "fetch/debian.py", "fetch/fetcher.py", "fetch/http.py", "buildenv/debindex.py", "buildenv/indexfetch.py",
+    "buildenv/lockupdate.py",
     "legal.py", "sbom.py", "size.py",   # compliance: SBOM, legal-info, size report and budget (they only check/report)
+    "imagediff.py", "provenance.py", "reproduce.py", "treedigest.py",  # manifests, reproduce, diff (they only read)
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _engine_version: str | None = None
@@ -98,16 +100,39 @@ def canonical(value):
     return value
 
 
-def sigdata(recipe: Recipe, board, class_version: str, extra: dict, deps: dict[str, str]) -> dict:
-    from .classes.toolchain import host_identity
+_host_env: dict | None = None
+
+
+def host_environment() -> dict:
+    """What a ``build_env: host`` step sees of the host, as far as we can tell:
+    the host compiler's identity and the sha256 of dpkg's package database
+    (every installed package and version).  Still host-specific: such
+    artifacts are not for sharing."""
+    global _host_env
+    if _host_env is None:
+        from .classes.toolchain import host_identity
+
+        try:
+            status = sha256_file("/var/lib/dpkg/status")
+        except OSError:
+            status = "unknown"
+        _host_env = {"host": {"compiler": host_identity(), "dpkg_status": status}}
+    return _host_env
+
+
+def sigdata(recipe: Recipe, board, class_version: str, extra: dict, deps: dict[str, str], env=None) -> dict:
+    """The inputs of one recipe's signature.  ``env`` is the pinned build
+    environment (buildenv.BuildEnv), None for a host-environment project."""
     from .resolve import HOST_ARCH
 
+    target: dict[str, object]
     if recipe.variant == "native":
-        target = {"arch": HOST_ARCH, "compiler": host_identity()}
+        target = {"arch": HOST_ARCH}
     else:
         target = {"arch": board.arch, "tune": list(board.get("tune", [])), "cross": board.cross_prefix}
     return {
         "engine": engine_version(),
+        "buildenv": {"id": env.id} if env is not None else host_environment(),
         "recipe": recipe.pn,
         "values": canonical(recipe.values),
         "class": {"name": recipe.class_name, "version": class_version},
@@ -126,7 +151,7 @@ def explain(old: dict | None, new: dict) -> str:
     if old is None:
         return "no earlier build of this recipe"
     reasons = []
-    for key in ("engine", "class", "target", "extra"):
+    for key in ("engine", "buildenv", "class", "target", "extra"):
         if old.get(key) != new.get(key):
             reasons.append(f"{key} changed")
     old_values, new_values = old.get("values", {}), new.get("values", {})
