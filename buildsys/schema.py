@@ -567,6 +567,9 @@ PROJECT_KEYS: dict[str, Setting] = {
     "debian_archive": Str(None),
     "source_date_epoch": Int(315532800, minimum=0),
     "cache": Str(None),
+    "build_env": Str("auto", "locked: steps run against the pinned environment of buildenv.lock.json; host: "
+                             "against this host's /usr (artifacts only good for this host); auto: locked when "
+                             "the project has a buildenv.lock.json"),
 }
 
 # ``${...}`` names the image class fills into the board's boot command line and

@@ -79,7 +79,7 @@ class Image(BuildClass):
                     names.append(name)
         return names
 
-    def signature_extra(self, recipe, board):
+    def signature_extra(self, recipe, board, env=None):
         # The disk layout and console are board settings the output depends on.
         return {"board": board.name, "arch": board.arch, "disk": _plain(board.get("disk")),
                 "console": board.get("console"), "boot": _plain(board.get("boot"))}
