@@ -203,3 +203,30 @@ def test_sandbox_mounts_the_environment_not_the_host(tmp_path):
     assert f"--ro-bind {root}/usr /usr" in joined and f"--ro-bind {root}/etc /etc" in joined
     assert "--symlink usr/bin /bin" in joined and "--ro-bind /usr /usr" not in joined
     assert shutil.which("bwrap")
+
+
+def test_describe_changes():
+    from buildsys.buildenv.lockupdate import describe_changes
+
+    def lock(**versions):
+        return buildenv.Lock(Path("x"), ("bookworm",), "amd64", tuple(
+            buildenv.LockedPackage(n, v, "amd64", f"pool/main/{n}_{v}.deb", "a" * 64, 1)
+            for n, v in versions.items()), ())
+
+    assert describe_changes(lock(a="1", b="2"), lock(a="1", b="3", c="1")) == ["~ b 2 -> 3", "+ c 1"]
+    assert describe_changes(lock(a="1"), lock()) == ["- a 1"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / "buildenv.yaml").is_file(), reason="the project has no buildenv.yaml")
+def test_lock_update_against_the_archive(tmp_path):
+    """`buildsys lock update` reads the signed indices and writes a lock that
+    loads, with every package buildenv.yaml names, and says what changed."""
+    project = copy_project(tmp_path / "p")
+    env = {"BUILDSYS_BUILD_DIR": str(tmp_path / "b"), "BUILDSYS_DL_DIR": str(tmp_path / "dl")}
+    proc = run_buildsys("--project", project, "lock", "update", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lock = buildenv.load_lock(project / "buildenv.lock.json")
+    names = {p.name for p in lock.packages}
+    assert {"gcc", "make", "xz-utils", "gcc-aarch64-linux-gnu", "libc6-dev"} <= names
+    assert proc.stdout.strip()          # "no change" or the changed packages
