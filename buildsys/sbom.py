@@ -23,6 +23,7 @@ import re
 import stat
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -111,21 +112,20 @@ class TreeFile:
     source: str = ""     # a boot file: its path in the package
 
 
-def read_tree(pn: str, tree: Path) -> list[tuple[str, str, bytes]]:
-    """(path, kind, content) of every file and symlink below ``tree``, sorted;
-    a link's content is its target.  Directories are left out."""
-    out = []
+def read_tree(tree: Path) -> Iterator[tuple[str, str, bytes]]:
+    """(path, kind, content) of every file and symlink below ``tree``, one at
+    a time (a rootfs may be large); a link's content is its target.
+    Directories are left out."""
     for dirpath, dirnames, filenames in os.walk(tree):
         dirnames.sort()
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, tree)
             mode = os.lstat(full).st_mode
             if stat.S_ISLNK(mode):
-                out.append(("/" + rel, "symlink", os.fsencode(os.readlink(full))))
+                yield "/" + rel, "symlink", os.fsencode(os.readlink(full))
             elif stat.S_ISREG(mode):
-                out.append(("/" + rel, "file", read_beneath(tree, rel)))
-    return sorted(out)
+                yield "/" + rel, "file", read_beneath(tree, rel)
 
 
 def _entry(path: str, pn: str, kind: str, data: bytes, **extra) -> TreeFile:
@@ -134,8 +134,9 @@ def _entry(path: str, pn: str, kind: str, data: bytes, **extra) -> TreeFile:
 
 
 def tree_files(pn: str, tree: Path) -> list[TreeFile]:
-    return [_entry(path, pn, kind, data, target=os.fsdecode(data) if kind == "symlink" else "")
-            for path, kind, data in read_tree(pn, tree)]
+    """The files and links of a package tree, by path."""
+    return sorted((_entry(path, pn, kind, data, target=os.fsdecode(data) if kind == "symlink" else "")
+                   for path, kind, data in read_tree(tree)), key=lambda f: f.path)
 
 
 def rootfs_files(session, closure: Closure) -> list[TreeFile]:

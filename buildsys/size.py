@@ -45,26 +45,37 @@ def _compressor(name: str):
     return lambda block: zlib.compress(block, level)
 
 
-def _blocks(data: bytes, size: int):
-    for i in range(0, len(data), size):
-        yield data[i:i + size]
+class Squeezer:
+    """Bytes files take in a squashfs, added one file at a time (estimate; see the module doc)."""
+
+    def __init__(self, compressor: str = "xz", block_size: int = 131072):
+        self.squeeze, self.block_size = _compressor(compressor), block_size
+        self.total, self.tails = 0, bytearray()
+
+    def _one(self, block) -> int:
+        return min(len(self.squeeze(bytes(block))), len(block)) if block else 0
+
+    def add(self, data: bytes) -> None:
+        size = self.block_size
+        full = len(data) - len(data) % size
+        view = memoryview(data)
+        self.total += sum(self._one(view[i:i + size]) for i in range(0, full, size))
+        self.tails += view[full:]
+        while len(self.tails) >= size:          # a full fragment block
+            self.total += self._one(self.tails[:size])
+            del self.tails[:size]
+
+    def finish(self, metadata: bytes = b"") -> int:
+        return self.total + self._one(self.tails) + self._one(metadata)
 
 
 def estimate_compressed(files: list[bytes], metadata: bytes = b"", compressor: str = "xz",
                         block_size: int = 131072) -> int:
     """Bytes ``files`` take in a squashfs (estimate; see the module doc)."""
-    squeeze = _compressor(compressor)
-
-    def one(block: bytes) -> int:
-        return min(len(squeeze(block)), len(block)) if block else 0
-
-    total, tails = 0, bytearray()
+    squeezer = Squeezer(compressor, block_size)
     for data in files:
-        full = len(data) - len(data) % block_size
-        total += sum(one(b) for b in _blocks(data[:full], block_size))
-        tails += data[full:]
-    total += sum(one(b) for b in _blocks(bytes(tails), block_size))
-    return total + (one(metadata) if metadata else 0)
+        squeezer.add(data)
+    return squeezer.finish(metadata)
 
 
 @dataclass(frozen=True)
@@ -90,13 +101,18 @@ def package_sizes(trees: list[tuple[str, Path]], compressor: str = "xz", block_s
     """Per package (largest compressed first) and every regular file (largest first)."""
     sizes, files = [], []
     for pn, tree in trees:
-        entries = read_tree(pn, tree)
-        data = [content for _, kind, content in entries if kind == "file"]
-        meta = b"\n".join(path.encode() + (b" -> " + content if kind == "symlink" else b"")
-                          for path, kind, content in entries)
-        sizes.append(PackageSize(pn, len(data), len(entries) - len(data), sum(map(len, data)),
-                                 estimate_compressed(data, meta, compressor, block_size)))
-        files += [FileSize(path, len(content), pn) for path, kind, content in entries if kind == "file"]
+        squeezer = Squeezer(compressor, block_size)
+        meta, count, links, installed = [], 0, 0, 0
+        for path, kind, content in read_tree(tree):
+            if kind == "file":
+                squeezer.add(content)
+                count, installed = count + 1, installed + len(content)
+                files.append(FileSize(path, len(content), pn))
+                meta.append(path.encode())
+            else:
+                links += 1
+                meta.append(path.encode() + b" -> " + content)
+        sizes.append(PackageSize(pn, count, links, installed, squeezer.finish(b"\n".join(meta))))
     sizes.sort(key=lambda p: (-p.compressed, p.pn))
     files.sort(key=lambda f: (-f.size, f.path))
     return sizes, files

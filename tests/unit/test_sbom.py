@@ -231,3 +231,53 @@ def test_bad_sbom_and_license_keys_are_positioned_load_errors(tiny, tmp_path, li
         resolved(tiny, tmp_path, "bad", f"format: 1\nname: bad\nversion: '1'\n{line}\n")
     assert message in str(err.value)
     assert str(err.value).startswith(str(tiny / "recipes/bad.yaml") + ":4:")
+
+
+# --- the real image -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_x86_virtio_sbom_size_legal_info_and_budget(tmp_path):
+    """One x86-virtio build (from CI's artifact cache when it has it): its SPDX
+    document validates, `size` and `legal-info` report on it, and a size_budget
+    it does not fit in fails the image with its largest contributors."""
+    from conftest import ROOT, run_buildsys
+
+    dl = os.environ.get("BUILDSYS_DL_DIR") or str(Path.home() / ".cache/buildsys/downloads")
+    env = {"BUILDSYS_BUILD_DIR": str(tmp_path / "build"), "BUILDSYS_DL_DIR": dl,
+           "BUILDSYS_CACHE_DIR": os.environ.get("BUILDSYS_TEST_CACHE_DIR") or str(tmp_path / "cache")}
+    run_buildsys("--project", ROOT, "build", env=env, check=0)
+    out = tmp_path / "build/deploy/x86-virtio"
+    doc_path = out / "image-minimal-x86-virtio.spdx.json"
+    assert validate(doc_path) == []
+    doc = json.loads(doc_path.read_text())
+    packages = {p["name"]: p for p in doc["packages"]}
+    assert {"busybox", "base-files", "linux", "squashfs-tools", "mtools", "xz"} <= set(packages)
+    busybox = packages["busybox"]
+    assert busybox["downloadLocation"] == "https://busybox.net/downloads/busybox-1.35.0.tar.bz2"
+    assert {"algorithm": "SHA256", "checksumValue":
+            "faeeb244c35a348a334f4a59e44626ee870fb07b6884d68c10ae8bc19f83a694"} in busybox["checksums"]
+    assert {r["referenceLocator"] for r in packages["linux"]["externalRefs"]} == {
+        "pkg:generic/linux@6.1.176", "cpe:2.3:o:linux:linux_kernel:6.1.176:*:*:*:*:*:*:*"}
+    files = {f["fileName"]: f for f in doc["files"]}
+    kernel = {c["algorithm"]: c["checksumValue"] for c in files["./EFI/BOOT/BOOTX64.EFI"]["checksums"]}
+    assert kernel["SHA256"] == sha256(out / "bzImage")
+    rels = {(r["spdxElementId"], r["relationshipType"], r["relatedSpdxElement"]) for r in doc["relationships"]}
+    assert ("SPDXRef-Package-squashfs-tools-native", "BUILD_TOOL_OF", "SPDXRef-Image-image-minimal-x86-virtio") in rels
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {f["path"]: f["package"] for f in manifest["rootfs"]}["/bin/busybox"] == "busybox"
+
+    report = run_buildsys("--project", ROOT, "size", "--svg", tmp_path / "size.svg", env=env, check=0).stdout
+    assert "kernel            linux boot/bzImage" in report and "busybox" in report
+    legal = run_buildsys("--project", ROOT, "legal-info", "--offline", env=env, check=0)
+    assert "sources of busybox-1.35.0, linux-6.1.176" in legal.stderr
+    info = tmp_path / "build/legal-info/x86-virtio"
+    assert (info / "sources/linux-6.1.176/linux_6.1.176.orig.tar.xz").is_file()
+    assert (info / "licenses/busybox-1.35.0/LICENSE").is_file()
+
+    # a budget the image does not fit in: only the image is rebuilt, and fails naming the kernel
+    layer = tmp_path / "budget-layer"
+    (layer / "recipes").mkdir(parents=True)
+    (layer / "layer.yaml").write_text("format: 1\nname: budget\npriority: 20\n")
+    (layer / "recipes/image-minimal.append.yaml").write_text("format: 1\nsize_budget: 1M\n")
+    failed = run_buildsys("--project", ROOT, "build", env=dict(env, BUILDSYS_LAYERS=str(layer)), check=1)
+    assert "image-minimal-x86-virtio.img is" in failed.stderr and "over its size_budget of 1.00 MiB" in failed.stderr
+    assert "esp:/EFI/BOOT/BOOTX64.EFI (linux boot/bzImage)" in failed.stderr
