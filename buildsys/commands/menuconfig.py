@@ -51,6 +51,7 @@ def menuconfig_argv(session, recipe, out_of_tree: bool) -> list[str]:
 
     paths = session.recipe_paths(recipe)
     paths.logs.mkdir(parents=True, exist_ok=True)
+    session.prepare_environment()       # the pinned /usr the configure step ran against
     ctx = session.step_context(recipe, "menuconfig", paths.logs / "menuconfig.log")
     command = ["make", f"ARCH={ctx.env['ARCH']}", *(["O=/build/obj"] if out_of_tree else []), "menuconfig"]
     return ctx.sandbox_argv(command, {"TERM": os.environ.get("TERM", "xterm")}, SANDBOX_SRC)
