@@ -21,7 +21,7 @@ from .classes.base import (
     StepContext,
 )
 from .errors import UserError
-from .fileio import atomic_write
+from .fileio import atomic_write, remove_tree
 from .model import Recipe
 
 TAIL_LINES = 20
@@ -217,15 +217,5 @@ def copy_tree(src: Path, dst: Path) -> None:
 
 
 def clean_dir(path: Path) -> None:
-    if path.exists() or path.is_symlink():
-        if path.is_dir() and not path.is_symlink():
-            # Make read-only trees (e.g. Go module caches) removable first.
-            for dirpath, dirnames, _ in os.walk(path):
-                for d in dirnames:
-                    p = os.path.join(dirpath, d)
-                    if not os.path.islink(p):
-                        os.chmod(p, 0o755)
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    remove_tree(path)
     path.mkdir(parents=True)

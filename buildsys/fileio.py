@@ -141,6 +141,25 @@ def write_beneath(root: str | os.PathLike, rel: str, data: bytes | str, mode: in
         os.close(dfd)
 
 
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove a tree that may hold read-only directories (package trees, Go
+    module caches); never follows a link out of it."""
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    for dirpath, dirnames, _ in os.walk(path):
+        for d in dirnames:
+            p = os.path.join(dirpath, d)
+            if not os.path.islink(p):
+                os.chmod(p, 0o755)
+    import shutil
+
+    shutil.rmtree(path)
+
+
 def _is_regular(fd: int) -> bool:
     import stat
 

@@ -32,6 +32,7 @@ from typing import TextIO
 
 from . import provenance, treedigest
 from .errors import UserError, Where
+from .fileio import remove_tree
 from .layers import PROJECT_FILE
 
 MANIFEST = "manifest.json"
@@ -268,14 +269,7 @@ def format_sigdata_diff(old: dict | None, new: dict | None, labels=("manifest", 
 # --- the package trees to show -------------------------------------------------------------------
 def _remove_tree(path: Path) -> None:
     """Remove a build dir, read-only dirs of package trees included."""
-    if not path.exists():
-        return
-    for dirpath, dirnames, _ in os.walk(path):
-        for name in dirnames:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                os.chmod(full, 0o755)
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path)
 
 
 def original_tree(entry: dict, build_dir: Path | None, cache_spec: str, scratch: Path) -> tuple[Path | None, str]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError, Where
-from ..fileio import atomic_write
+from ..fileio import atomic_write, remove_tree
 
 LOCK_NAME = "buildenv.lock.json"
 SPEC_NAME = "buildenv.yaml"
@@ -245,11 +244,4 @@ def _verify(root: Path) -> bool:
 
 
 def _remove(path: Path) -> None:
-    if not os.path.lexists(path):
-        return
-    for dirpath, dirnames, _ in os.walk(path):
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            if not os.path.islink(p):
-                os.chmod(p, 0o755)
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path)
