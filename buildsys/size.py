@@ -236,14 +236,15 @@ def dot(report: Report) -> str:
     for label, bars in rows:
         for i, (kind, value) in enumerate(bars):
             w = max(1, round(400 * value / peak))
-            name = escape(label) if i == 0 else ""
-            cells.append(f'<TR><TD ALIGN="RIGHT">{name}</TD><TD ALIGN="LEFT" WIDTH="410" FIXEDSIZE="TRUE">'
-                         f'<TABLE BORDER="0" CELLPADDING="0" CELLSPACING="0"><TR>'
-                         f'<TD BGCOLOR="{_COLORS[kind]}" WIDTH="{w}" HEIGHT="14" FIXEDSIZE="TRUE"></TD>'
-                         f'<TD>{" " * 2}{escape(human(value))} {kind}</TD></TR></TABLE></TD></TR>')
+            # the bar and a spacer always add up to 401 points: every bar starts at the left
+            bar = (f'<TABLE BORDER="0" CELLPADDING="0" CELLSPACING="0"><TR>'
+                   f'<TD BGCOLOR="{_COLORS[kind]}" WIDTH="{w}" HEIGHT="14" FIXEDSIZE="TRUE"></TD>'
+                   f'<TD WIDTH="{401 - w}" HEIGHT="14" FIXEDSIZE="TRUE"></TD></TR></TABLE>')
+            cells.append(f'<TR><TD ALIGN="RIGHT">{escape(label) if i == 0 else ""}</TD><TD>{bar}</TD>'
+                         f'<TD ALIGN="LEFT">{escape(human(value))} {kind}</TD></TR>')
     title = escape(f"{report.image} for {report.board}: what takes room")
     return ('digraph size {\n  node [shape=plaintext, fontname="sans-serif", fontsize=11];\n'
-            f'  chart [label=<<TABLE BORDER="0" CELLSPACING="2"><TR><TD COLSPAN="2"><B>{title}</B></TD></TR>'
+            f'  chart [label=<<TABLE BORDER="0" CELLSPACING="2"><TR><TD COLSPAN="3"><B>{title}</B></TD></TR>'
             + "".join(cells) + "</TABLE>>];\n}\n")
 
 
