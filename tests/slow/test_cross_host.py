@@ -63,17 +63,20 @@ def test_x86_image_is_the_same_on_debian_13_as_another_user(tmp_path):
     release = (_debian13_root() / "etc/debian_version").read_text().strip()
     assert release.startswith("13") or "trixie" in release, release
 
+    # One snapshot of the project, buildsys's code included, for both builds.
+    there = tmp_path / "deb13"
+    project = copy_project(there / "project")
+
     # Debian 12, this host, as root.
     here = tmp_path / "deb12"
     env = dict(os.environ, BUILDSYS_BUILD_DIR=str(here / "build"), BUILDSYS_CACHE_DIR=str(here / "cache"),
-               BUILDSYS_ENV_DIR=str(here / "buildenv"), BUILDSYS_DL_DIR=str(dl), BUILDSYS_PARSE_CACHE="0")
-    proc = subprocess.run([sys.executable, "-m", "buildsys", "--project", str(ROOT), "build"], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=3600)
+               BUILDSYS_ENV_DIR=str(here / "buildenv"), BUILDSYS_DL_DIR=str(dl), BUILDSYS_PARSE_CACHE="0",
+               PYTHONPATH=str(project))
+    proc = subprocess.run([sys.executable, "-m", "buildsys", "--project", str(project), "build"], env=env,
+                          cwd=project, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
-    # Debian 13, inside its root, as an unprivileged user, from a copy of the project.
-    there = tmp_path / "deb13"
-    project = copy_project(there / "project")
+    # Debian 13, inside its root, as an unprivileged user.
     user_dl = there / "dl"                  # the user's own download dir: links to the same files
     user_dl.mkdir(parents=True)
     for f in dl.iterdir():
