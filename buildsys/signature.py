@@ -60,7 +60,9 @@ def engine_version() -> str:
         _engine_version = h.hexdigest()[:16]
     return _engine_version
 
-_NOT_BUILD_INPUTS = {"summary", "homepage", "format", "overrides"}
+# Recipe keys that describe a recipe without shaping its output (top level only:
+# an ``env`` variable called ``summary`` is an input like any other).
+_NOT_BUILD_INPUTS = {"summary", "homepage", "format", "overrides", "cpe", "purl"}
 
 _file_hashes: dict[tuple, str] = {}
 
@@ -94,7 +96,7 @@ def canonical(value):
         _check_inside_layer(value)
         return {"file": value.layer_relative, "sha256": file_hash(value.path)}
     if isinstance(value, (dict, SourceEntry)):   # a source: the keys it was written with
-        return {str(k): canonical(v) for k, v in value.items() if k not in _NOT_BUILD_INPUTS}
+        return {str(k): canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
     return value
@@ -134,7 +136,7 @@ def sigdata(recipe: Recipe, board, class_version: str, extra: dict, deps: dict[s
         "engine": engine_version(),
         "buildenv": {"id": env.id} if env is not None else host_environment(),
         "recipe": recipe.pn,
-        "values": canonical(recipe.values),
+        "values": canonical({k: v for k, v in recipe.values.items() if k not in _NOT_BUILD_INPUTS}),
         "class": {"name": recipe.class_name, "version": class_version},
         "target": target,
         "extra": canonical(extra),

@@ -243,3 +243,11 @@ def test_a_layer_file_linking_out_of_its_layer_is_refused(tmp_path):
     os.symlink(secret, proj / "recipes/app/files/fix.patch")
     with pytest.raises(UserError, match="outside its layer"):
         signatures(proj)
+
+
+def test_descriptive_keys_are_skipped_only_at_the_top(tmp_path):
+    """summary/cpe/purl describe a recipe; an env variable of the same name is an input."""
+    from buildsys.signature import _NOT_BUILD_INPUTS, canonical
+
+    assert {"summary", "cpe", "purl"} <= _NOT_BUILD_INPUTS
+    assert canonical({"env": {"summary": "x", "cpe": "y"}}) == {"env": {"summary": "x", "cpe": "y"}}
