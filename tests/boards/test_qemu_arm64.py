@@ -50,7 +50,10 @@ def test_manifest_records_the_cross_toolchain(built):
     assert toolchain["driver"] == "aarch64-linux-gnu-gcc"
     assert toolchain["machine"] == "aarch64-linux-gnu"
     assert toolchain["version"].startswith("12.")
-    assert len(toolchain["sha256"]) == 64
+    # From the pinned build environment: its Debian package, and the environment's id
+    # (which covers every byte of it); a build_env: host project records the driver's sha256.
+    assert toolchain["package"] == "gcc-aarch64-linux-gnu"
+    assert len(toolchain["buildenv"]) == 64
     assert "toolchain-aarch64" in {r["name"] for r in built.manifest["recipes"]}
 
 
