@@ -19,6 +19,25 @@ def _human(n: int) -> str:
     return f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
+def _complete_store(session, recipe) -> None:
+    """Every package of the image's closure in the package store: a build
+    that restored the image (or a tool) from the cache skipped its
+    dependencies, but the manifest's tree digests, the SBOM's files and the
+    rootfs list describe them all.  What the cache cannot give is left out
+    (the manifest then says so: tree_sha256 null)."""
+    from .store import UnusableCacheEntry
+
+    for pn in sorted(nx.ancestors(session.rgraph, recipe.pn) | {recipe.pn}):
+        sig = session.sigs[pn]
+        if session.store.available(sig):
+            continue
+        try:
+            session.store.restore(sig, session.package_meta_for(session.recipe(pn), None))
+        except (UnusableCacheEntry, BuildError) as exc:
+            print(f"warning: {pn}: its package is not in this build dir and the cache cannot give it ({exc}); "
+                  "the manifest has no tree digest for it", file=sys.stderr)
+
+
 def deploy(session, recipe) -> Path | None:
     """Copy an image recipe's output to the deploy dir and write its manifest."""
     build_class = session.resolver.build_class(recipe)
@@ -26,6 +45,7 @@ def deploy(session, recipe) -> Path | None:
         return None
     out = session.paths.deploy / session.board.name
     out.mkdir(parents=True, exist_ok=True)
+    _complete_store(session, recipe)
     tree = session.package_dir(recipe.pn)
     files = {}
     for dirpath, dirnames, filenames in os.walk(tree):

@@ -142,7 +142,8 @@ def recipe_record(session, pn: str) -> dict:
     sig = session.sigs[pn]
     meta = session.cache.get_meta(sig)
     recipe = session.recipe(pn)
-    return {"sigdata": session.sigdata[pn], "tree_sha256": tree_digest(session.package_dir(pn)),
+    tree = session.package_dir(pn)
+    return {"sigdata": session.sigdata[pn], "tree_sha256": tree_digest(tree) if tree.is_dir() else None,
             "archive_sha256": (meta or {}).get("sha256"), "layer": recipe.layer.name}
 
 

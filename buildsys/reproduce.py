@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from . import provenance, treedigest
+from . import buildenv, provenance, treedigest
 from .errors import UserError, Where
 from .fileio import remove_tree
 from .layers import PROJECT_FILE
@@ -80,7 +80,8 @@ def load_manifest(path: Path, need_format: int | None = None) -> dict:
     if need_format is not None:
         for entry in data["recipes"]:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
-                    or not isinstance(entry.get("sigdata"), dict) or not isinstance(entry.get("tree_sha256"), str):
+                    or not isinstance(entry.get("sigdata"), dict) \
+                    or not isinstance(entry.get("tree_sha256"), (str, type(None))):
                 raise UserError("a recipe entry lacks name, sigdata or tree_sha256", Where(str(path), 1, 1))
         project = data.get("project")
         if not isinstance(project, dict) or not isinstance(project.get("layers"), list) or not all(
@@ -216,7 +217,9 @@ def compare(old: dict, new: dict) -> Comparison:
         if name not in b:
             out.only_old.append(name)
             continue
-        if a[name].get("tree_sha256") != b[name].get("tree_sha256"):
+        # null: the original build could not describe that package (not in its
+        # build dir, not in the cache); the deployed files still decide.
+        if a[name].get("tree_sha256") is not None and a[name].get("tree_sha256") != b[name].get("tree_sha256"):
             out.recipes.append(name)
         if a[name].get("signature") != b[name].get("signature"):
             out.signatures.append(name)
@@ -346,7 +349,7 @@ def reproduce(ws, path: Path, manifest: dict, options: Options = Options(), out:
                         Where(str(path)))
     check_project(ws.project, manifest)
     targets = ws.targets([manifest["image"]])
-    plan = Plan(ws.resolver, ws.board, targets)
+    plan = Plan(ws.resolver, ws.board, targets, buildenv.for_project(ws.project))
     check_reads(ws.project, ws.board, [plan.recipe(pn) for pn in plan.rgraph.nodes], manifest)
     old_sigs = {r["name"]: r.get("signature") for r in manifest["recipes"]}
     moved = [pn for pn in dependency_order(manifest) if plan.sigs.get(pn) != old_sigs[pn]]
