@@ -48,6 +48,7 @@ class Session:
         # file), 1 when a build step failed.
         self.failure_status = 1
         self.unusable: set[str] = set()     # recipes whose cache entry failed verification
+        self._warned_host = False
         self._lock_file: IO[str] | None = None
 
     # --- planning -------------------------------------------------------------
@@ -96,7 +97,7 @@ class Session:
     def prepare_environment(self) -> None:
         """Fetch and assemble the pinned build environment (once per lock)."""
         if self.buildenv is None:
-            if not getattr(self, "_warned_host", False):
+            if not self._warned_host:
                 self._warned_host = True
                 print("note: no buildenv.lock.json: build steps use this host's /usr, and the artifacts are only "
                       "good for this host (see docs/buildenv.md)", file=sys.stderr)

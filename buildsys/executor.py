@@ -126,9 +126,6 @@ class Context(StepContext):
             sandbox.Mount(str(p.scripts), "/build/scripts", False),
         ]
 
-    # Kept for callers of the old name.
-    _mounts = mounts
-
     def sandbox_argv(self, command: list[str], env=None, cwd: str = SANDBOX_SRC) -> list[str]:
         """The bwrap argv running ``command`` in this task's sandbox."""
         full_env = dict(self.env)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 from .errors import BuildError
@@ -155,8 +156,6 @@ def remove_tree(path: str | os.PathLike) -> None:
             p = os.path.join(dirpath, d)
             if not os.path.islink(p):
                 os.chmod(p, 0o755)
-    import shutil
-
     shutil.rmtree(path)
 
 

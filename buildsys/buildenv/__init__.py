@@ -169,8 +169,9 @@ class BuildEnv:
             started = time.monotonic()
             print(f"build environment {self.id[:12]}: fetching {len(self.lock.packages)} Debian packages",
                   file=sys.stderr, flush=True)
-            fetched = fetch_many(self.sources(fetch_config), fetch_config)
-            debs = [fetched[s] for s in self.sources(fetch_config)]
+            sources = self.sources(fetch_config)
+            fetched = fetch_many(sources, fetch_config)
+            debs = [fetched[s] for s in sources]
             if self.root.exists():          # a damaged or half-made tree: start afresh
                 _remove(self.root)
             tmp = Path(tempfile.mkdtemp(prefix=f".{self.id[:12]}-", dir=self.store))

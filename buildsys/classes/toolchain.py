@@ -17,7 +17,6 @@ the image class refuses an ELF whose interpreter is missing from the rootfs.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import UserError
+from ..fileio import sha256_file
 from .base import BuildClass, Str, StrList
 
 
@@ -35,8 +35,7 @@ def identity(driver: str) -> dict[str, str]:
         raise UserError(f"compiler '{driver}' is not installed", None,
                         hint="run the project's setup (.ci/setup-host) or apt-get install it")
     real = os.path.realpath(path)
-    with open(real, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+    digest = sha256_file(real)
     version = subprocess.run([path, "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
     machine = subprocess.run([path, "-dumpmachine"], capture_output=True, text=True).stdout.strip()
     return {"driver": driver, "version": version, "machine": machine, "sha256": digest}
@@ -192,5 +191,4 @@ def sysroot(ident: dict[str, str]) -> Path:
 def _file_sha256(path: Path) -> str:
     if not path.is_file():
         raise UserError(f"the toolchain has no {path}", None, hint="check libc_files in the toolchain recipe")
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return sha256_file(path)

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .. import kconfiglines
 from ..errors import UserError, Where
+from ..fileio import read_text_beneath
 from ..workspace import Workspace
 from .base import Command, board_option
 
@@ -32,11 +34,12 @@ class Menuconfig(Command):
         if config is None:
             raise UserError(f"{recipe.pn} has not been configured in {paths.work}", Where("command line"),
                             hint=f"run `buildsys build {recipe.pn}` first")
-        before = config.read_text()
+        # The .config is a step's output: read it without following a planted link.
+        before = read_text_beneath(config.parent, ".config")
         argv = menuconfig_argv(session, recipe, out_of_tree=config.parent == paths.obj)
         if subprocess.run(argv).returncode != 0:
             return 1
-        changed = config_diff(before, config.read_text())
+        changed = config_diff(before, read_text_beneath(config.parent, ".config"))
         print(f"{len(changed)} symbol(s) changed in {config}", file=sys.stderr)
         if args.save_fragment:
             Path(args.save_fragment).write_text("".join(line + "\n" for line in changed))
@@ -59,14 +62,5 @@ def menuconfig_argv(session, recipe, out_of_tree: bool) -> list[str]:
 
 def config_diff(before: str, after: str) -> list[str]:
     """The lines of ``after`` (a .config) that set a symbol differently from ``before``."""
-    def table(text):
-        out = {}
-        for line in text.splitlines():
-            if line.startswith("CONFIG_") and "=" in line:
-                out[line.split("=", 1)[0]] = line
-            elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-                out[line[2:].split()[0]] = line
-        return out
-
-    old, new = table(before), table(after)
+    old, new = kconfiglines.symbols(before), kconfiglines.symbols(after)
     return [new[k] for k in sorted(new) if old.get(k) != new[k]]
