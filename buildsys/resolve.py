@@ -133,8 +133,7 @@ class Resolver:
             table = self._class_tables[build_class] = (params, defaults, file_keys)
         return table
 
-    def _resolve(self, name: str, variant: str, where) -> Recipe:
-        layer, path, data = self.raw(name)
+    def _appends(self, name: str) -> list[tuple[Layer, Path, yamlio.Map]]:
         appends = []
         append_files = self.project.append_files.get(name)
         if append_files:
@@ -142,7 +141,37 @@ class Resolver:
                 adata = self._load(apath)
                 schema.check_format(adata, "append")
                 appends.append((alayer, apath, adata))
+        return appends
+
+    def _extended(self, name: str, data: yamlio.Map) -> list[tuple[str, Layer, yamlio.Map]]:
+        """The blocks of the recipes ``data`` extends (``extends: NAME``), base
+        first, each followed by its appends: an append that moves linux to
+        another version moves every recipe extending linux too."""
+        chain: list[tuple[str, Layer, yamlio.Map]] = []
+        seen = [name]
+        while data.get("extends") is not None:
+            base = data["extends"]
+            if base.__class__ is not str or base not in self.project.recipe_files:
+                raise UserError(f"'extends: {base}' names no recipe", data.where("extends"),
+                                hint=schema.suggest(str(base), self.project.recipe_files) or "see 'buildsys recipes'")
+            if base in seen:
+                raise UserError(f"'extends' loops: {' -> '.join(seen + [base])}", data.where("extends"))
+            seen.append(base)
+            blayer, _, data = self.raw(base)
+            chain[:0] = [(f"extends {base}", blayer, data)] + [
+                (f"append {alayer.name} (of {base})", alayer, adata) for alayer, _, adata in self._appends(base)]
+        return chain
+
+    def _resolve(self, name: str, variant: str, where) -> Recipe:
+        layer, path, data = self.raw(name)
+        appends = self._appends(name)
+        bases = self._extended(name, data) if "extends" in data else []
         class_name, class_block = data.get("class"), data
+        if class_name is None:
+            for _, _, bdata in reversed(bases):
+                if bdata.get("class") is not None:
+                    class_name, class_block = bdata["class"], bdata
+                    break
         for _, _, adata in appends:
             if adata.get("class") is not None:
                 class_name, class_block = adata["class"], adata
@@ -158,6 +187,8 @@ class Resolver:
 
         values: dict = {}
         history: dict[str, list[HistoryEntry]] = {}
+        for why, blayer, bdata in bases:
+            apply_block(values, history, bdata, params, why, str(blayer.path), skip=_NOT_EXTENDED)
         apply_block(values, history, data, params, "recipe", str(layer.path))
         for alayer, _, adata in appends:
             apply_block(values, history, adata, params, f"append {alayer.name}", str(alayer.path))
@@ -167,7 +198,8 @@ class Resolver:
             raise UserError(f"recipe '{name}' has no {variant} variant (variants: {', '.join(variants)})",
                             _as_where(where) or data.where(), hint=f"add '{variant}' to variants: in {path}")
 
-        blocks = [(data, str(layer.path))] + [(adata, str(alayer.path)) for alayer, _, adata in appends]
+        blocks = [(bdata, str(blayer.path)) for _, blayer, bdata in bases] + [(data, str(layer.path))] + [
+            (adata, str(alayer.path)) for alayer, _, adata in appends]
         if any("overrides" in block for block, _ in blocks):
             self._apply_overrides(values, history, params, blocks, variant)
 
@@ -362,6 +394,10 @@ class Resolver:
             if isinstance(value, list) and item in value and entry.where is not None:
                 return entry.where
         return recipe.where(key)
+
+
+# What a recipe does not take from the one it extends: its identity.
+_NOT_EXTENDED = ("format", "overrides", "name", "extends")
 
 
 def _check_files(value) -> None:

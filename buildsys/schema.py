@@ -544,6 +544,8 @@ RECIPE_KEYS: dict[str, Setting] = {
     "purl": Pattern(r"pkg:[^\s/]+/\S+", "a package URL (pkg:type/namespace/name@version)",
                     doc="the package URL for the SBOM (default pkg:generic/<name>@<version>)"),
     "toolchain": Bool(None, "depend on virtual/toolchain (default: as the class says)"),
+    "extends": Str(None, "start from this recipe's values (and its appends), then apply this file's "
+                         "(BitBake's require); file paths stay relative to the file that names them"),
     "overrides": Overrides({}, "arch:/board:/native overrides"),
 }
 APPEND_ONLY = {"format", "overrides"}
