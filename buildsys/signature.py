@@ -39,12 +39,13 @@ PER_CLASS_DIR = "classes/"
 NOT_OUTPUT_SHAPING = (
     "__init__.py", "__main__.py", "cache.py", "cli.py", "deploy.py", "engine.py", "errors.py", "expand.py",
     "graph.py", "layers.py", "model.py", "overrides.py", "parsecache.py", "plan.py", "plancache.py", "qemu.py",
-    "resolve.py", "scheduler.py", "schema.py", "signature.py", "workspace.py", "yamlfast.py", "yamlio.py",
+    "resolve.py", "scheduler.py", "schema.py", "signature.py", "sshkeys.py", "workspace.py", "yamlfast.py", "yamlio.py",
     "classes/__init__.py", "fetch/__init__.py", "fetch/aptsources.py", "fetch/backends.py", "fetch/checksum.py",
     "fetch/debian.py", "fetch/fetcher.py", "fetch/http.py", "buildenv/debindex.py", "buildenv/indexfetch.py",
     "buildenv/lockupdate.py",
     "legal.py", "sbom.py", "size.py",   # compliance: SBOM, legal-info, size report and budget (they only check/report)
     "imagediff.py", "provenance.py", "reproduce.py", "treedigest.py",  # manifests, reproduce, diff (they only read)
+    "image/ext4.py",    # only the image class uses it: hashed into its version (classes/image.py Image.helpers)
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _engine_version: str | None = None

@@ -30,6 +30,7 @@ Interface assumptions (tell the engine owner if they change):
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -39,11 +40,13 @@ from pathlib import Path
 from .. import rootfs, size
 from ..errors import BuildError, UserError
 from ..fileio import copy_beneath, read_text_beneath, write_beneath
-from ..image import disk, gpt, mbr, squashfs, vfat
+from ..image import disk, ext4, gpt, mbr, squashfs, vfat
 from ..schema import Size
 from .base import SANDBOX_OBJ, SANDBOX_STAGE, BuildClass, Int, Str, StrList
 
 DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
+KERNEL = "virtual/kernel"
+DATA_PARTITION = "data"       # its name, label and (GPT) the seed of its PARTUUID
 
 
 def _plain(value):
@@ -63,21 +66,66 @@ class Image(BuildClass):
         "packages": StrList([], "recipes installed in the root filesystem (plus their rdepends)"),
         "rootfs_compressor": Str("xz", "squashfs compressor; the kernel must support it"),
         "rootfs_block_size": Int(131072, "squashfs block size in bytes"),
+        "kernel": Str(None, "the recipe the disk layout's virtual/kernel:... files come from (default: the "
+                            "board's virtual/kernel), e.g. a kernel with more drivers for a bigger image"),
+        "data_partition": Size(None, "add an ext4 partition labelled 'data' after the root partition, this big "
+                                     "(e.g. 8M), made reproducibly at build time; none by default"),
         "size_budget": Size(None, "fail the build when the disk image (.img) is larger (bytes, or e.g. 2M, "
                                   "512KiB); the error lists the largest contributors"),
     }
 
+    @staticmethod
+    def boot_recipe(recipe, name: str) -> str:
+        """The recipe a layout's ``<name>:path`` file comes from: ``virtual/kernel``
+        is the image's ``kernel`` when it names one."""
+        kernel = recipe.get("kernel") if recipe is not None else None
+        return (kernel or name) if name == KERNEL else name
+
+    # Modules only this class uses, hashed into its version (BuildClass.version
+    # covers the class's own module): editing them rebuilds images, not kernels.
+    helpers = (ext4,)
+
+    @classmethod
+    def version(cls) -> str:
+        h = hashlib.sha256(super().version().encode())
+        for module in cls.helpers:
+            h.update(b"\0" + Path(module.__file__ or "").read_bytes())
+        return h.hexdigest()[:16]
+
     def build_depends(self, recipe, board=None):
         if board is None:
-            return list(DEFAULT_BOOT_RECIPES)
+            return [self.boot_recipe(recipe, n) for n in DEFAULT_BOOT_RECIPES]
         _, _, parts = disk.parse_layout(board.get("disk"), board.name)
         names = []
         for p in parts:
             for src in p.files.values():
-                name = src.split(":", 1)[0]
+                name = self.boot_recipe(recipe, src.split(":", 1)[0])
                 if name not in names:
                     names.append(name)
         return names
+
+    @staticmethod
+    def partitions(recipe, board) -> tuple[str, int, list[disk.PartSpec]]:
+        """The board's disk layout plus what the image adds (the data partition,
+        right after the root one: the root's PARTUUID does not move)."""
+        table, align, specs = disk.parse_layout(board.get("disk"), board.name)
+        size = recipe.get("data_partition")
+        if size is None:
+            return table, align, specs
+        where = recipe.where("data_partition") if hasattr(recipe, "where") else None
+        if any(s.name == DATA_PARTITION for s in specs):
+            raise UserError(f"board {board.name} already has a partition named {DATA_PARTITION}", where,
+                            hint="drop data_partition from the image, or rename the board's partition")
+        if table == "mbr" and len(specs) >= 4:
+            raise UserError(f"board {board.name}'s MBR has no room for a data partition (four already)", where)
+        nbytes = disk.parse_size(size, where)
+        try:
+            ext4.blocks(nbytes)
+        except ValueError as e:
+            raise UserError(str(e), where, hint="e.g. data_partition: 8M") from None
+        root = next(i for i, s in enumerate(specs) if s.filesystem == "squashfs")
+        data = disk.PartSpec(DATA_PARTITION, "linux", "ext4", min_size=nbytes, label=DATA_PARTITION)
+        return table, align, specs[:root + 1] + [data] + specs[root + 1:]
 
     def signature_extra(self, recipe, board, env=None):
         # The disk layout and console are board settings the output depends on.
@@ -108,7 +156,7 @@ class Image(BuildClass):
                 shutil.rmtree(stage / sub)
         out.mkdir(parents=True)
         (stage / "parts").mkdir()
-        table, align, specs = disk.parse_layout(board.get("disk"), board.name)
+        table, align, specs = self.partitions(r, board)
         root_index = next(i for i, s in enumerate(specs) if s.filesystem == "squashfs")
         if table == "mbr":
             signature = mbr.disk_signature(board.name)
@@ -126,6 +174,8 @@ class Image(BuildClass):
                 contents[spec.name] = squash
             elif spec.filesystem == "vfat":
                 contents[spec.name] = self.make_vfat(ctx, spec, stage, obj, out, sde, stem, align, variables)
+            elif spec.filesystem == "ext4":
+                contents[spec.name] = self.make_ext4(ctx, spec, stage, obj, sde)
             else:
                 contents[spec.name] = None
         sizes = {s.name: max(s.min_size, os.path.getsize(p) if (p := contents[s.name]) else 0) for s in specs}
@@ -202,7 +252,8 @@ class Image(BuildClass):
             staged[fs_path] = f"{SANDBOX_STAGE}/boot-files/{copy.name}"
             sizes.append(copy.stat().st_size)
         for i, (fs_path, src) in enumerate(sorted(spec.files.items())):
-            recipe_name, rel = src.split(":", 1)
+            layout_name, rel = src.split(":", 1)
+            recipe_name = self.boot_recipe(ctx.recipe, layout_name)
             found = ctx.packages([recipe_name])
             if not found:
                 raise UserError(f"partition {spec.name}: no package for '{recipe_name}'")
@@ -220,7 +271,7 @@ class Image(BuildClass):
             os.utime(copy, (sde, sde))
             staged[fs_path] = f"{SANDBOX_STAGE}/boot-files/{copy.name}"
             sizes.append(copy.stat().st_size)
-            if recipe_name in DEFAULT_BOOT_RECIPES and not (out / name).exists():
+            if layout_name in DEFAULT_BOOT_RECIPES and not (out / name).exists():
                 # The kernel (and dtbs) beside the disk, for -kernel boots.
                 shutil.copyfile(copy, out / name)
                 os.utime(out / name, (sde, sde))
@@ -239,12 +290,31 @@ class Image(BuildClass):
         copy_beneath(obj, rel, result)
         return result
 
+    def make_ext4(self, ctx, spec, stage: Path, obj: Path, sde: int) -> Path:
+        """An empty ext4 filesystem of the partition's size (image/ext4.py)."""
+        board, image = ctx.board.name, ctx.recipe.name
+        fs_id, seed = ext4.fs_uuid(board, image, spec.name), ext4.hash_seed(board, image, spec.name)
+        rel = f"parts/{spec.name}.ext4"
+        ctx.run(ext4.mke2fs_argv(f"{SANDBOX_OBJ}/{rel}", spec.label, fs_id, seed, ext4.blocks(spec.min_size)),
+                env=ext4.env(sde), cwd=SANDBOX_OBJ)
+        result = stage / "parts" / f"{spec.name}.ext4"
+        copy_beneath(obj, rel, result)
+        try:
+            sb = ext4.read_superblock(result)
+        except ValueError as e:
+            raise BuildError(f"mke2fs made no ext4 filesystem: {e}") from None
+        if (sb.fs_id, sb.label, sb.hash_seed, sb.mkfs_time) != (fs_id, spec.label, seed, sde):
+            raise BuildError(f"the {spec.name} filesystem is not the one asked for: {sb}")
+        ctx.log(f"{spec.name}: ext4, {sb.blocks} blocks of {sb.block_size}, UUID {sb.fs_id}, label {sb.label}")
+        return result
+
     def check_kernel_cmdline(self, ctx, root_id) -> None:
         """A kernel that names its root by PARTUUID must name ours: fail at build
         time rather than with "VFS: Unable to mount root fs" at boot."""
-        if not set(DEFAULT_BOOT_RECIPES) <= set(self.build_depends(ctx.recipe, ctx.board)):
+        kernel = self.boot_recipe(ctx.recipe, KERNEL)
+        if kernel not in self.build_depends(ctx.recipe, ctx.board):
             return      # the disk carries no kernel of ours (e.g. a firmware-only layout)
-        for rec, tree in ctx.packages(DEFAULT_BOOT_RECIPES):
+        for rec, tree in ctx.packages([kernel]):
             try:
                 config = read_text_beneath(tree, "boot/config")
             except FileNotFoundError:

@@ -6,13 +6,9 @@ identity (version, target and sha256 of the driver binary) in every dependent
 signature, and the install step writes that identity into the package for the
 manifest.
 
-A cross toolchain also carries the target's C library: ``libc_files`` names
-files under the compiler's sysroot (``<driver> -print-sysroot``, or
-``/usr/<machine>`` for Debian's cross compilers) that the install step copies
-into the package under the same path (e.g. lib/ld-linux-aarch64.so.1,
-lib/libc.so.6).  The package goes into an image only when the image lists it
-(``packages:``) -- as it must when a dynamically linked program is installed;
-the image class refuses an ELF whose interpreter is missing from the rootfs.
+The C library programs need at run time is not here: it is virtual/libc
+(class libc, recipes/libc), which takes the same toolchain's glibc runtime
+files from the build environment.
 """
 from __future__ import annotations
 
@@ -25,7 +21,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..fileio import sha256_file
-from .base import BuildClass, Str, StrList
+from .base import BuildClass, Str
 
 
 @functools.cache
@@ -98,7 +94,6 @@ class Toolchain(BuildClass):
         "compiler": Str("gcc", "the compiler driver, without the cross prefix"),
         "expected_version": Str(None, "fail unless the compiler has this version (prefix match)"),
         "expected_machine": Str(None, "fail unless -dumpmachine prints this (e.g. aarch64-linux-gnu)"),
-        "libc_files": StrList([], "C library files (relative to the toolchain's sysroot) to install"),
     }
 
     def _driver(self, recipe, board) -> str:
@@ -123,18 +118,9 @@ class Toolchain(BuildClass):
     def signature_extra(self, recipe, board, env=None):
         if env is not None:
             return {"toolchain": self._checked(recipe, self._env_identity(recipe, board, env))}
-        ident = self._checked(recipe, self._identity(recipe, board))
-        extra = {"toolchain": ident}
-        if recipe.get("libc_files"):
-            root = sysroot(ident)
-            if not (root / "include/stdio.h").is_file():
-                raise UserError(f"{ident['driver']} has no C library headers in {root}/include", recipe.where(),
-                                hint="install libc6-dev for the target (Debian: libc6-dev-<arch>-cross); "
-                                     "scripts/setup-host.sh does")
-            # Static programs link libc.a: it is an input of every target build.
-            names = list(recipe.get("libc_files")) + ["lib/libc.a"]
-            extra["libc"] = {f: _file_sha256(root / f) for f in names}
-        return extra
+        # The host's C library (libc.a of static programs included) is in
+        # every signature through the host's dpkg status (signature.py).
+        return {"toolchain": self._checked(recipe, self._identity(recipe, board))}
 
     def _env_identity(self, recipe, board, env) -> dict[str, str]:
         try:
@@ -164,31 +150,5 @@ class Toolchain(BuildClass):
             driver = self._driver(ctx.recipe, ctx.board)
             ident = env_identity(env, driver) if env is not None else identity(driver)
             (out / f"toolchain-{ctx.recipe.name}.json").write_text(json.dumps(ident, indent=1, sort_keys=True) + "\n")
-            for rel in ctx.recipe.get("libc_files", []):
-                if env is not None:
-                    # Debian's cross C library lives in /usr/<triplet>/ of the environment.
-                    base = f"usr/{ident['machine']}" if ident["machine"] != _NATIVE_TRIPLET.get(
-                        env.lock.architecture) else ""
-                    src = resolve_inside(env.root, f"{base}/{rel}")
-                else:
-                    src = Path(os.path.realpath(sysroot(ident) / rel))
-                if not src.is_file():
-                    raise UserError(f"the toolchain has no {rel} ({src})", ctx.recipe.where("libc_files"))
-                target = Path(ctx.paths.dest) / rel.lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(src, target)
 
 
-def sysroot(ident: dict[str, str]) -> Path:
-    """Where the toolchain's target C library lives."""
-    path = subprocess.run([ident["driver"], "-print-sysroot"], capture_output=True, text=True).stdout.strip()
-    if path and path != "/":
-        return Path(path)
-    cross = Path("/usr") / ident["machine"]
-    return cross if cross.is_dir() else Path("/")
-
-
-def _file_sha256(path: Path) -> str:
-    if not path.is_file():
-        raise UserError(f"the toolchain has no {path}", None, hint="check libc_files in the toolchain recipe")
-    return sha256_file(path)
