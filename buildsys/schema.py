@@ -255,21 +255,24 @@ class StrMap(Setting):
 
 
 class Steps(StrMap):
-    """``steps:``: shell text per task; the names are the tasks a recipe may replace."""
+    """``steps:``: shell text per task.  ``<task>`` replaces the class's step;
+    ``pre_<task>`` / ``post_<task>`` run before / after it (classes/base.py)."""
 
     __slots__ = ("names",)
     kind_doc = "mapping of step name to shell text"
 
     def __init__(self, default=None, doc: str = "", names=STEP_NAMES):
         super().__init__(default, doc)
-        self.names = tuple(names)
+        self.names = tuple(names) + tuple(f"{when}_{task}" for when in ("pre", "post") for task in names)
 
     def parse(self, value, where, layer=""):
         value = super().parse(value, where, layer)
         for k in value:
             if k not in self.names:
+                tasks = ", ".join(n for n in self.names if "_" not in n)
                 raise UserError(f"unknown step '{k}'", value.where(k, of_key=True) if isinstance(value, Map) else where,
-                                hint=suggest(k, self.names) or f"steps: {', '.join(self.names)}")
+                                hint=suggest(k, self.names) or f"steps: {tasks}, each also as pre_<task> and "
+                                                               f"post_<task> (a hook around it)")
         return value
 
 
@@ -559,6 +562,20 @@ LAYER_KEYS: dict[str, Setting] = {
     "summary": Str(),
 }
 
+
+class SshKeys(StrList):
+    """OpenSSH public keys, one per item, each checked (sshkeys.py)."""
+
+    __slots__ = ()
+    kind_doc = "list of SSH public keys"
+
+    def parse(self, value, where, layer=""):
+        from .sshkeys import check_setting
+
+        value = super().parse(value, where, layer)
+        return check_setting(value, lambda i: _at(value, i, where))
+
+
 PROJECT_KEYS: dict[str, Setting] = {
     "format": Int(),
     "layers": StrList([]),
@@ -572,13 +589,16 @@ PROJECT_KEYS: dict[str, Setting] = {
     "build_env": Str("auto", "locked: steps run against the pinned environment of buildenv.lock.json; host: "
                              "against this host's /usr (artifacts only good for this host); auto: locked when "
                              "the project has a buildenv.lock.json"),
+    # Per machine: set it in local.yaml (or BUILDSYS_SSH_AUTHORIZED_KEYS), never in a committed file.
+    "ssh_authorized_keys": SshKeys([], "the developer's SSH public keys, installed in /root/.ssh/authorized_keys "
+                                       "by the ssh-authorized-keys recipe"),
 }
 
 # ``${...}`` names the image class fills into the board's boot command line and
 # partition text files, and the ones `buildsys run/test` fill into qemu args.
 BOOT_VARIABLES = ("console", "root", "root_partuuid")
 TEXT_VARIABLES = ("cmdline",) + BOOT_VARIABLES
-QEMU_VARIABLES = ("image", "deploy")
+QEMU_VARIABLES = ("image", "deploy", "ssh_port")
 FILESYSTEMS = ("vfat", "squashfs", "raw")
 
 PARTITION_KEYS: dict[str, Setting] = {

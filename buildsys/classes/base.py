@@ -28,6 +28,8 @@ adds.
 """
 from __future__ import annotations
 
+import contextvars
+import functools
 import hashlib
 import inspect
 import os
@@ -78,6 +80,10 @@ class BuildClass:
         super().__init_subclass__(**kwargs)
         if cls.name:
             BuildClass.registry[cls.name] = cls
+        # Every class's run() gets the recipe's pre_/post_ hooks, also the
+        # classes that replace run() (kernel, kconfig, image): see _with_hooks.
+        if "run" in cls.__dict__:
+            cls.run = _with_hooks(cls.__dict__["run"])  # type: ignore[method-assign]
 
     @classmethod
     def version(cls) -> str:
@@ -110,11 +116,26 @@ class BuildClass:
 
     def run(self, task: str, ctx: StepContext) -> None:
         """Run one class task.  Default: the recipe's explicit ``steps`` entry
-        if it has one, else the class's script, in the sandbox."""
+        if it has one, else the class's script, in the sandbox.  The recipe's
+        ``pre_<task>`` / ``post_<task>`` steps run around whatever this does
+        (_with_hooks), then finish()."""
         steps = ctx.recipe.get("steps") or {}
         text = steps.get(task) if task in steps else self.script(task, ctx)
         if text:
-            ctx.sh(text)
+            ctx.sh(text, env=self.task_env(ctx) or None, cwd=self.step_cwd(ctx))
+
+    def task_env(self, ctx: StepContext) -> dict[str, str]:
+        """Variables the class adds to the base environment for its steps,
+        the recipe's own and its hooks (e.g. pkg-config's search path)."""
+        return {}
+
+    def step_cwd(self, ctx: StepContext) -> str:
+        """Where the recipe's own steps and hooks start."""
+        return SANDBOX_SRC
+
+    def finish(self, task: str, ctx: StepContext) -> None:
+        """Runs after the task's post_ hook: checks and clean-ups that must
+        also see what the hook installed (e.g. stripping)."""
 
     def build_depends(self, recipe, board=None) -> list[str]:
         """Dependencies the class derives from the recipe's parameters and the board."""
@@ -123,6 +144,41 @@ class BuildClass:
     def signature_extra(self, recipe, board, env=None) -> dict[str, Any]:
         """Extra inputs of the task signatures (e.g. a toolchain's identity)."""
         return {}
+
+
+_HOOKED: contextvars.ContextVar[int | None] = contextvars.ContextVar("buildsys_hooked_ctx", default=None)
+
+
+def _with_hooks(run):
+    """Wrap a class's run(task, ctx): the recipe's ``pre_<task>`` step, then
+    run() (the class's script or the recipe's ``<task>`` step), then
+    ``post_<task>``, then the class's finish() -- in the same sandbox layout
+    and environment as the class's step (Buildroot's PRE_/POST_*_HOOKS).
+
+    The hooks run once per task: a subclass's run() calling super().run()
+    is inside the outer call and does not run them again."""
+
+    @functools.wraps(run)
+    def hooked(self: BuildClass, task: str, ctx: StepContext) -> None:
+        if _HOOKED.get() == id(ctx):
+            return run(self, task, ctx)
+        token = _HOOKED.set(id(ctx))
+        try:
+            steps = ctx.recipe.get("steps") or {}
+            env = self.task_env(ctx) or None
+            if steps.get(f"pre_{task}"):
+                ctx.sh(steps[f"pre_{task}"], env=env, cwd=self.step_cwd(ctx))
+            run(self, task, ctx)
+            if steps.get(f"post_{task}"):
+                ctx.sh(steps[f"post_{task}"], env=env, cwd=self.step_cwd(ctx))
+            self.finish(task, ctx)
+        finally:
+            _HOOKED.reset(token)
+
+    return hooked
+
+
+BuildClass.run = _with_hooks(BuildClass.run)  # type: ignore[method-assign]
 
 
 class StepContext:
