@@ -45,7 +45,8 @@ NOT_OUTPUT_SHAPING = (
     "buildenv/lockupdate.py",
     "legal.py", "sbom.py", "size.py",   # compliance: SBOM, legal-info, size report and budget (they only check/report)
     "imagediff.py", "provenance.py", "reproduce.py", "treedigest.py",  # manifests, reproduce, diff (they only read)
-    "image/ext4.py",    # only the image class uses it: hashed into its version (classes/image.py Image.helpers)
+    # Only the image class uses these: hashed into its version (classes/image.py Image.helpers).
+    "image/elf.py", "image/ext4.py", "image/finalize.py",
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _engine_version: str | None = None

@@ -31,18 +31,19 @@ Interface assumptions (tell the engine owner if they change):
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
-import struct
 from pathlib import Path
 
 from .. import rootfs, size
 from ..errors import BuildError, UserError
 from ..fileio import copy_beneath, read_text_beneath, write_beneath
-from ..image import disk, ext4, gpt, mbr, squashfs, vfat
+from ..image import disk, elf, ext4, finalize, gpt, mbr, squashfs, vfat
 from ..schema import Size
-from .base import SANDBOX_OBJ, SANDBOX_STAGE, BuildClass, Int, Str, StrList
+from . import libc as libc_class
+from .base import SANDBOX_OBJ, SANDBOX_STAGE, Bool, BuildClass, Int, Str, StrList
 
 DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
 KERNEL = "virtual/kernel"
@@ -66,6 +67,12 @@ class Image(BuildClass):
         "packages": StrList([], "recipes installed in the root filesystem (plus their rdepends)"),
         "rootfs_compressor": Str("xz", "squashfs compressor; the kernel must support it"),
         "rootfs_block_size": Int(131072, "squashfs block size in bytes"),
+        "rootfs_exclude": StrList(list(finalize.DEFAULT_EXCLUDE), "development files left out of the rootfs "
+                                  "(they stay in the packages): a path from / or a file name, fnmatch "
+                                  "globs, a trailing @ for symlinks only; see docs/images.md"),
+        "rootfs_keep": StrList([], "paths kept in the rootfs although rootfs_exclude names them"),
+        "prune_libc": Bool(True, "drop the libraries of virtual/libc that no program in the image needs "
+                                 "(DT_NEEDED, transitively)"),
         "kernel": Str(None, "the recipe the disk layout's virtual/kernel:... files come from (default: the "
                             "board's virtual/kernel), e.g. a kernel with more drivers for a bigger image"),
         "data_partition": Size(None, "add an ext4 partition labelled 'data' after the root partition, this big "
@@ -83,7 +90,7 @@ class Image(BuildClass):
 
     # Modules only this class uses, hashed into its version (BuildClass.version
     # covers the class's own module): editing them rebuilds images, not kernels.
-    helpers = (ext4,)
+    helpers = (elf, ext4, finalize)
 
     @classmethod
     def version(cls) -> str:
@@ -216,13 +223,17 @@ class Image(BuildClass):
         r = ctx.recipe
         trees = ctx.packages(r.get("packages", []))
         tree = stage / "rootfs"
-        rootfs.merge([(rec.pn, path) for rec, path in trees], tree, sde)
+        owners = rootfs.merge([(rec.pn, path) for rec, path in trees], tree, sde)
+        gone = self.finalize_tree(ctx, tree, trees, owners)
         entries = []
         for rec, _ in trees:
             entries += rootfs.permission_entries(rec.pn, rec.get("permissions"), rec.where("permissions")
                                                  if hasattr(rec, "where") else None)
+        # A package's permissions may name a file the image left out.
+        entries = [e for e in entries if e.kind != "m" or "/" + e.path.strip("/") not in gone]
         rootfs.check_entries(tree, entries)
-        check_elves(tree, ctx.board.arch)
+        check_elves(tree, ctx.board.arch, owners, gone,
+                    lambda soname, info: self.providers(ctx, trees, soname, info))
         all_root = all(e.uid == 0 and e.gid == 0 for e in entries)
         if not all_root:
             entries = rootfs.full_table(tree, entries)
@@ -239,6 +250,54 @@ class Image(BuildClass):
         out = stage / "parts" / "rootfs.squashfs"
         copy_beneath(obj, "parts/rootfs.squashfs", out)
         return out
+
+    def finalize_tree(self, ctx, tree: Path, trees, owners: dict[str, str]) -> dict[str, str]:
+        """Development files out, unneeded C library files out (image/finalize.py);
+        return {removed path: why}."""
+        r = ctx.recipe
+        gone = finalize.exclude(tree, r.get("rootfs_exclude", finalize.DEFAULT_EXCLUDE), r.get("rootfs_keep", []))
+        if gone:
+            ctx.log(f"rootfs: left out {len(gone)} development files and dirs: " + ", ".join(sorted(gone)))
+        libcs = {rec.pn: rec for rec, _ in trees if LIBC in (rec.get("provides") or [])}
+        if libcs and r.get("prune_libc", True):
+            keep_with = {"libc.so.6": ["libgcc_s.so.1"]}
+            pruned = finalize.prune_unneeded(tree, ctx.board.arch, owners, set(libcs), keep_with)
+            kept = sorted(p for p, o in owners.items() if o in libcs and p not in pruned
+                          and os.path.lexists(tree / p.lstrip("/")) and not (tree / p.lstrip("/")).is_dir())
+            ctx.log(f"rootfs: {', '.join(sorted(libcs))}: kept {', '.join(kept) or 'nothing'}; dropped "
+                    f"{', '.join(pruned) or 'nothing'} (no program needs them)")
+            gone.update({p: f"prune_libc ({owners[p]})" for p in pruned})
+        return gone
+
+    @staticmethod
+    def providers(ctx, trees, soname: str, info) -> list[str]:
+        """Recipes of this build dir's package store that install ``soname``
+        in a library dir, for the board's machine (the hint of a missing one)."""
+        stores = {Path(path).parent for _, path in trees}
+        triplet = elf.TRIPLETS.get(ctx.board.arch, "")
+        dirs = ("lib", "usr/lib", "usr/local/lib", f"lib/{triplet}", f"usr/lib/{triplet}")
+        found: set[str] = set()
+        for store in stores:
+            for meta_path in sorted(store.glob("*.json")):
+                try:
+                    meta = json.loads(meta_path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if meta.get("variant", "target") != "target" or not meta.get("pn"):
+                    continue
+                pkg = store / meta_path.stem
+                for d in dirs:
+                    real = elf.resolve(pkg, f"/{d}/{soname}")
+                    if real is None or not (pkg / real.lstrip("/")).is_file():
+                        continue
+                    try:
+                        other = elf.read(pkg / real.lstrip("/"))
+                    except (OSError, ValueError):
+                        continue
+                    if other is not None and (other.machine, other.bits) == (info.machine, info.bits):
+                        found.add(meta["pn"])
+                        break
+        return sorted(found)
 
     def make_vfat(self, ctx, spec, stage: Path, obj: Path, out: Path, sde: int, stem: str, align: int,
                   variables: dict[str, str] | None = None) -> Path:
@@ -363,48 +422,52 @@ def _substitute(template: str, variables: dict[str, str], what: str) -> str:
     return re.sub(r"\$\{(\w+)\}", one, template)
 
 
-# ELF e_machine of each architecture we build for.
-ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "arm": 40, "riscv64": 243}
+ELF_MACHINES = elf.MACHINES     # the former name
 
 
-def check_elves(tree: Path, arch: str) -> None:
-    """Every ELF file in the rootfs is built for the board's architecture, and
-    a dynamically linked one finds its interpreter in the rootfs (a host
-    binary, or a program whose C library nobody installed, fails here rather
-    than as "No working init found" at boot)."""
-    want = ELF_MACHINES.get(arch)
-    for dirpath, _, filenames in os.walk(tree):
-        for name in filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            with open(path, "rb") as f:
-                head = f.read(64)
-                # Magic, class 32/64, byte order, version 1: otherwise not an ELF we can judge.
-                if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2) \
-                        or head[6] != 1:
-                    continue
-                rel = "/" + str(path.relative_to(tree))
-                little = head[5] == 1
-                order = "<" if little else ">"
-                machine = struct.unpack_from(order + "H", head, 18)[0]
-                if want is not None and machine != want:
-                    raise BuildError(f"{rel} is an ELF for machine {machine}, not {arch} ({want})")
-                if head[4] != 2:
-                    continue            # 32-bit: no interpreter check
-                phoff, = struct.unpack_from(order + "Q", head, 32)
-                phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
-                for i in range(phnum):
-                    f.seek(phoff + i * phentsize)
-                    ptype, = struct.unpack(order + "I", f.read(4))
-                    if ptype != 3:      # PT_INTERP
-                        continue
-                    f.seek(phoff + i * phentsize + 8)
-                    offset, = struct.unpack(order + "Q", f.read(8))
-                    f.seek(phoff + i * phentsize + 32)
-                    size, = struct.unpack(order + "Q", f.read(8))
-                    f.seek(offset)
-                    interp = f.read(size).rstrip(b"\0").decode(errors="replace")
-                    if not os.path.lexists(tree / interp.lstrip("/")):
-                        raise BuildError(f"{rel} needs the interpreter {interp}, which no package installs; "
-                                         "add the toolchain's C library (e.g. toolchain-aarch64) to packages")
+def check_elves(tree: Path, arch: str, owners: dict[str, str] | None = None,
+                excluded: dict[str, str] | None = None, providers=None) -> None:
+    """Every ELF file in the rootfs is built for the board's architecture, a
+    dynamically linked one finds its interpreter, and every DT_NEEDED library
+    resolves as ld.so would resolve it (RPATH/RUNPATH, then /lib and
+    /usr/lib): a host binary or a missing library fails here rather than as
+    "No working init found" or "error while loading shared libraries" at boot.
+
+    ``owners`` {path: package} and ``excluded`` {path: pattern} make the
+    messages say where a program comes from and what dropped a library;
+    ``providers(soname, info)`` names the recipes that install one."""
+    want = elf.MACHINES.get(arch)
+    try:
+        elves = list(elf.walk(tree))
+    except ValueError as e:
+        raise BuildError(f"bad ELF file in the rootfs: {e}") from None
+    for path, _, info in elves:
+        if want is not None and info.machine != want:
+            raise BuildError(f"{path} is an ELF for machine {info.machine}, not {arch} ({want})")
+        origin = f" (from {owners[path]})" if owners and path in owners else ""
+        if info.interp and elf.resolve(tree, info.interp) is None:
+            raise BuildError(f"{path}{origin} needs the interpreter {info.interp}, which no package installs; "
+                             f"the C library's loader comes from {LIBC}: add libc to the image's packages")
+        dirs = elf.search_dirs(path, info, arch)
+        for soname in info.needed:
+            if elf.find_library(tree, soname, dirs, info) is None:
+                raise BuildError(f"{path}{origin} needs {soname}, which is not in the image (ld.so searches "
+                                 f"{', '.join(dirs)}); " + _missing_hint(soname, info, owners, path, excluded,
+                                                                         providers))
+
+
+LIBC = "virtual/libc"
+
+
+def _missing_hint(soname: str, info, owners, path: str, excluded, providers) -> str:
+    for gone, pattern in sorted((excluded or {}).items()):
+        if gone.rsplit("/", 1)[-1] == soname:
+            return f"the image's rootfs_exclude pattern '{pattern}' dropped {gone}: add it to rootfs_keep"
+    if soname in libc_class.SONAMES:
+        return f"it is part of the C library, {LIBC}: add libc to the image's packages"
+    names = providers(soname, info) if providers else []
+    owner = owners.get(path) if owners else None
+    if names:
+        return f"{' and '.join(names)} install{'s' if len(names) == 1 else ''} it: add it to the image's packages" \
+               + (f" or to {owner}'s rdepends" if owner else "")
+    return "no recipe this build knows installs it: a library recipe must install it in /lib or /usr/lib"
