@@ -16,6 +16,8 @@ from pathlib import Path
 
 import buildsys
 
+from . import sshkeys
+
 
 def _tree_stats(root: Path, out: list) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
@@ -39,7 +41,7 @@ def _file_stat(path, out: list) -> None:
 
 
 def inputs_key(project, board_name: str, targets: list[str], cross_prefixes=("",)) -> str:
-    lines = [board_name, "\0".join(targets), os.environ.get("BUILDSYS_LAYERS", "")]
+    lines = [board_name, "\0".join(targets), os.environ.get("BUILDSYS_LAYERS", ""), sshkeys.inputs_state()]
     for path in project.input_files[:1]:
         lines.append(str(path))
     _tree_stats(Path(buildsys.__file__).parent, lines)

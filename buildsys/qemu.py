@@ -4,6 +4,11 @@ Used by ``buildsys test`` and the slow tests.  Everything is bounded by
 timeouts; the whole serial output goes to a log file; the result says what
 failed in one line.
 
+Once the shell answers, ``after`` (e.g. ssh_checks) may talk to the guest
+over the network -- QEMU user networking with a host port forwarded to the
+guest's port 22 (the boards' ``hostfwd=tcp:127.0.0.1:${ssh_port}-:22``) --
+before the guest is powered off.
+
 Reading a command's output on a serial console: the guest echoes what we
 type, so markers are built with shell quoting that only the guest's shell
 joins -- the echo shows ``@@B""EGIN-1@@`` and only the command's output shows
@@ -11,9 +16,14 @@ joins -- the echo shows ``@@B""EGIN-1@@`` and only the command's output shows
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import re
+import socket
+import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,10 +77,12 @@ def _run(child, command: str, timeout: float) -> tuple[int, str]:
 
 def boot_and_check(argv: list[str], checks: list[Check], log_path, timeout: float = 180,
                    prompt: str = DEFAULT_PROMPT, command_timeout: float = 30,
-                   poweroff: str = "poweroff -f", poweroff_timeout: float = 30) -> Result:
+                   poweroff: str = "poweroff -f", poweroff_timeout: float = 30,
+                   after: Callable[[], str | None] | None = None) -> Result:
     """Start ``argv`` (a full qemu command line with the serial console on
-    stdio), wait up to ``timeout`` s for a shell prompt, run the checks, power
-    off and wait for QEMU to exit."""
+    stdio), wait up to ``timeout`` s for a shell prompt, run the checks, then
+    ``after()`` (None: passed, else why it failed), power off and wait for
+    QEMU to exit."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
@@ -107,11 +119,17 @@ def boot_and_check(argv: list[str], checks: list[Check], log_path, timeout: floa
                 if check.expect and not re.search(check.expect, out, re.M):
                     return Result(False, f"{check.command!r}: output does not match {check.expect!r}: "
                                   f"{out.strip()[-200:]!r}", str(log_path), boot, outputs)
+            if after is not None:
+                step = "running the checks over the network"
+                why = after()
+                if why:
+                    return Result(False, why, str(log_path), boot, outputs)
             step = f"waiting for QEMU to exit after {poweroff!r}"
             child.sendline(poweroff)
             child.expect(pexpect.EOF, timeout=poweroff_timeout)
             child.close()
-            return Result(True, f"booted in {boot:.1f} s, {len(checks)} check(s) passed, powered off",
+            extra = " and the network checks" if after is not None else ""
+            return Result(True, f"booted in {boot:.1f} s, {len(checks)} check(s){extra} passed, powered off",
                           str(log_path), boot, outputs)
         except pexpect.TIMEOUT:
             tail = (child.before or "")[-300:].strip().replace("\r", "")
@@ -122,3 +140,85 @@ def boot_and_check(argv: list[str], checks: list[Check], log_path, timeout: floa
         finally:
             if child.isalive():
                 child.terminate(force=True)
+
+
+# --- SSH into the guest (QEMU user networking, a forwarded host port) -------------
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now (QEMU binds it right after;
+    a race with another program is possible but harmless: QEMU then fails to start)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# dropbear has no sftp-server: scp must use the old SCP protocol (-O).  The
+# guest's host key is new on every first boot, so it is neither checked nor
+# remembered; BatchMode: a key that is refused fails instead of asking for a
+# password.
+_SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=15"]
+
+
+def ssh_argv(port: int, identity: str | None, command: str, user: str = "root") -> list[str]:
+    ident = ["-i", identity, "-o", "IdentitiesOnly=yes"] if identity else []
+    return ["ssh", *_SSH_OPTS, *ident, "-p", str(port), f"{user}@127.0.0.1", command]
+
+
+def scp_argv(port: int, identity: str | None, src: str, dst: str) -> list[str]:
+    ident = ["-i", identity, "-o", "IdentitiesOnly=yes"] if identity else []
+    return ["scp", "-O", "-q", *_SSH_OPTS, *ident, "-P", str(port), src, dst]
+
+
+def _call(argv: list[str], timeout: float) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return -1, f"timed out after {timeout:.0f} s"
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def ssh_checks(port: int, identity: str | None, workdir, arch: str, wait: float = 120,
+               log: Callable[[str], None] = lambda _: None) -> str | None:
+    """Log in as root over SSH, run a command, copy a file to the guest and one
+    back, and compare their sha256s; None when all passed, else why not."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    remote = "root@127.0.0.1"
+    # The server may still be making its host key (first boot) or the lease
+    # may not be there yet: retry the first login for a while.
+    deadline = time.monotonic() + wait
+    while True:
+        status, out = _call(ssh_argv(port, identity, "uname -m"), 30)
+        if status == 0:
+            break
+        if time.monotonic() > deadline:
+            return f"ssh -p {port} {remote} failed for {wait:.0f} s: {out.strip()[-300:]!r}"
+        time.sleep(2)
+    if out.strip() != arch:
+        return f"ssh: 'uname -m' printed {out.strip()!r}, expected {arch!r}"
+    log(f"ssh: logged in, uname -m = {arch}")
+    # Host -> guest.
+    up = workdir / "to-guest.bin"
+    up.write_bytes(os.urandom(65536))
+    status, out = _call(scp_argv(port, identity, str(up), f"{remote}:/tmp/from-host.bin"), 60)
+    if status != 0:
+        return f"scp to the guest failed: {out.strip()[-300:]!r}"
+    status, out = _call(ssh_argv(port, identity, "sha256sum /tmp/from-host.bin"), 30)
+    want = hashlib.sha256(up.read_bytes()).hexdigest()
+    if status != 0 or out.split()[:1] != [want]:
+        return f"the file copied to the guest differs: guest says {out.strip()[-200:]!r}, host {want}"
+    log("scp: host -> guest, sha256 matches")
+    # Guest -> host: a file the guest made.
+    status, out = _call(ssh_argv(port, identity, "head -c 65536 /dev/urandom > /tmp/to-host.bin && "
+                                                 "sha256sum /tmp/to-host.bin"), 30)
+    if status != 0 or not out.split():
+        return f"making a file in the guest failed: {out.strip()[-300:]!r}"
+    guest_sum = out.split()[0]
+    down = workdir / "from-guest.bin"
+    status, out = _call(scp_argv(port, identity, f"{remote}:/tmp/to-host.bin", str(down)), 60)
+    if status != 0:
+        return f"scp from the guest failed: {out.strip()[-300:]!r}"
+    if hashlib.sha256(down.read_bytes()).hexdigest() != guest_sum:
+        return "the file copied from the guest differs from the guest's sha256"
+    log("scp: guest -> host, sha256 matches")
+    return None

@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from . import classes, schema, yamlio
+from . import classes, schema, sshkeys, yamlio
 from .classes.base import SANDBOX_DEST, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC, SANDBOX_SYSROOT, BuildClass
 from .errors import UserError, Where
 from .expand import expand_value
@@ -258,6 +258,9 @@ class Resolver:
                 "B": SANDBOX_OBJ,
                 "sysroot": SANDBOX_SYSROOT,
                 "native": SANDBOX_NATIVE,
+                # The developer's SSH public keys, one per line (sshkeys.py):
+                # a recipe naming them has them in its signature.
+                "ssh_authorized_keys": "\n".join(sshkeys.project_keys(self.project.settings)),
             }
         return {"name": recipe.name, "pn": recipe.pn, "version": recipe.version, **board_vars}
 

@@ -13,10 +13,11 @@ from ..workspace import Workspace
 from .base import Command, board_option
 
 
-def built_image(ws: Workspace) -> tuple[int, Path | None]:
-    """Build the board's default image (a no-op when up to date): the build's
-    exit status and, when it succeeded, the deployed disk image."""
-    result = engine.build(ws, [], engine.BuildOptions())
+def built_image(ws: Workspace, name: str | None = None) -> tuple[int, Path | None]:
+    """Build the image ``name`` (default: the board's default image; a no-op
+    when up to date): the build's exit status and, when it succeeded, the
+    deployed disk image."""
+    result = engine.build(ws, [name] if name else [], engine.BuildOptions())
     if not result.ok:
         return result.status, None
     if not result.deployed:
@@ -30,9 +31,16 @@ def built_image(ws: Workspace) -> tuple[int, Path | None]:
     return 0, out / images[0]
 
 
-def qemu_argv(ws: Workspace, image: Path) -> list[str]:
-    """The board's QEMU command line, booting a scratch copy of the image."""
-    from ..qemu import board_argv
+def image_manifest(image: Path) -> dict:
+    """The deploy manifest beside a deployed disk image."""
+    return json.loads((image.parent / "manifest.json").read_text())
+
+
+def qemu_argv(ws: Workspace, image: Path, ssh_port: int | None = None) -> list[str]:
+    """The board's QEMU command line, booting a scratch copy of the image;
+    ``${ssh_port}`` (the host end of the forward to the guest's port 22) is
+    ``ssh_port``, by default a port free now."""
+    from ..qemu import board_argv, free_port
 
     qemu = ws.board.get("qemu")
     if not qemu:
@@ -43,7 +51,9 @@ def qemu_argv(ws: Workspace, image: Path) -> list[str]:
     run_dir.mkdir(parents=True, exist_ok=True)
     copy = run_dir / image.name
     shutil.copyfile(image, copy)
-    return board_argv(qemu, image=str(copy), deploy=str(image.parent))
+    if ssh_port is None:
+        ssh_port = free_port()
+    return board_argv(qemu, image=str(copy), deploy=str(image.parent), ssh_port=str(ssh_port))
 
 
 class Run(Command):
@@ -52,14 +62,21 @@ class Run(Command):
 
     def setup(self, parser):
         board_option(parser)
+        parser.add_argument("image", nargs="?", help="the image recipe (default: the board's default_image)")
 
     def run(self, args):
+        from ..qemu import free_port
+
         ws = Workspace(args)
-        status, image = built_image(ws)
+        status, image = built_image(ws, args.image)
         if image is None:
             return status
-        argv = qemu_argv(ws, image)
+        port = free_port()
+        argv = qemu_argv(ws, image, port)
         print("booting: " + " ".join(argv), file=sys.stderr)
+        if any(f":{port}-:22" in a for a in argv) and any(
+                r.get("name") == "dropbear" for r in image_manifest(image).get("recipes", [])):
+            print(f"ssh: ssh -p {port} root@127.0.0.1 (scp -O -P {port} ...)", file=sys.stderr)
         print("(quit QEMU with Ctrl-a x)", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
