@@ -25,7 +25,7 @@ import shlex
 import stat
 from pathlib import Path
 
-from ..errors import BuildError
+from ..errors import BuildError, UserError
 from ..fileio import atomic_write, read_beneath, write_beneath
 from ..resolve import HOST_ARCH
 from .base import (
@@ -168,6 +168,14 @@ def _meson_array(values) -> str:
     return "[" + ", ".join(_meson_str(v) for v in values) + "]"
 
 
+def _words(flags: str) -> list[str]:
+    try:
+        return shlex.split(flags)
+    except ValueError as exc:
+        raise UserError(f"CFLAGS or LDFLAGS are not shell words ({exc}): {flags}", None,
+                        hint="check the quotes in the recipe's env or the board's tune") from None
+
+
 def meson_cross(board, cross_prefix: str, cflags: str, ldflags: str) -> str:
     """A Meson cross file for the board.  Meson ignores CFLAGS/LDFLAGS of the
     environment for the host machine of a cross build, so they are written
@@ -185,10 +193,10 @@ def meson_cross(board, cross_prefix: str, cflags: str, ldflags: str) -> str:
         "pkgconfig = 'pkg-config'",
         "",
         "[built-in options]",
-        f"c_args = {_meson_array(shlex.split(cflags))}",
-        f"c_link_args = {_meson_array(shlex.split(ldflags))}",
-        f"cpp_args = {_meson_array(shlex.split(cflags))}",
-        f"cpp_link_args = {_meson_array(shlex.split(ldflags))}",
+        f"c_args = {_meson_array(_words(cflags))}",
+        f"c_link_args = {_meson_array(_words(ldflags))}",
+        f"cpp_args = {_meson_array(_words(cflags))}",
+        f"cpp_link_args = {_meson_array(_words(ldflags))}",
         "",
         "[properties]",
         f"sys_root = {_meson_str(SANDBOX_SYSROOT)}",
