@@ -109,3 +109,31 @@ def sfdisk_json(image: Path) -> dict:
     """The partition table as util-linux reads it (an independent reader)."""
     proc = subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout)["partitiontable"]
+
+
+def extlinux_entries(conf: str) -> dict[str, str]:
+    """First value of each keyword of an extlinux.conf (one LABEL here)."""
+    entries: dict[str, str] = {}
+    for line in conf.splitlines():
+        words = line.split(None, 1)
+        if len(words) == 2:
+            entries.setdefault(words[0], words[1])
+    return entries
+
+
+def ext4_label(image: Path, offset: int) -> str:
+    """The volume label of the ext2/3/4 filesystem at ``offset`` bytes of
+    ``image`` (the superblock is 1024 bytes in: magic 0xEF53 at 56, label at
+    120), read here rather than by the image class's own code."""
+    with open(image, "rb") as f:
+        f.seek(offset + 1024)
+        sb = f.read(1024)
+    assert sb[56:58] == b"\x53\xef", "no ext2/3/4 superblock"
+    return sb[120:136].rstrip(b"\0").decode()
+
+
+def squashfs_paths(squashfs: Path) -> list[str]:
+    """Every path in the squashfs, as unsquashfs lists it (/bin/busybox...)."""
+    proc = subprocess.run(["unsquashfs", "-no-xattrs", "-d", "", "-lc", str(squashfs)], capture_output=True,
+                          text=True, check=True)
+    return [line for line in proc.stdout.splitlines() if line.startswith("/")]

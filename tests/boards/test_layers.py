@@ -12,7 +12,10 @@ from buildsys.layers import load_project
 from buildsys.resolve import Resolver, load_board
 from conftest import ROOT, copy_project, run_buildsys
 
-BOARDS = ("qemu-arm64", "raspberrypi3", "raspberrypi4", "jetson-agx-orin-devkit")
+BOARDS = ("qemu-arm64", "raspberrypi3", "raspberrypi4", "jetson-agx-orin-devkit", "jetson-orin-nano-devkit")
+# The Ethernet fragment each layer board adds to linux-base (image-base's kernel).
+ETHERNET = {"raspberrypi3": "net-raspberrypi3.cfg", "raspberrypi4": "net-raspberrypi4.cfg",
+            "jetson-agx-orin-devkit": "tegra234-pcie-r8169.cfg", "jetson-orin-nano-devkit": "tegra234-pcie-r8169.cfg"}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +51,52 @@ def test_built_in_cmdline_names_the_boards_root(project, board):
         if m:
             assert m.group(1) == want, frag.path
 
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_every_kernel_file_the_disk_takes_is_built(project, board):
+    """A dtb the layout copies must be one the kernel recipe builds (else the
+    image fails late, after the kernel, with "no such file")."""
+    b = load_board(project, board)
+    linux = Resolver(project, b).recipe("linux")
+    built = {linux.get("kernel_image")} | {Path(d).name for d in linux.get("dtbs")}
+    _, _, parts = disk.parse_layout(b.get("disk"), board)
+    taken = {src.split(":", 1)[1].removeprefix("boot/") for p in parts for src in p.files.values()
+             if src.startswith("virtual/kernel:")}
+    assert taken and taken <= built, taken - built
+
+
+def test_orin_nano_moves_to_6_12_and_the_agx_orin_stays(project):
+    core = Resolver(project, load_board(project, "qemu-arm64")).recipe("linux")
+    nano = Resolver(project, load_board(project, "jetson-orin-nano-devkit")).recipe("linux")
+    agx = Resolver(project, load_board(project, "jetson-agx-orin-devkit")).recipe("linux")
+    assert nano.get("version") == "6.12.107"
+    assert [s.url for s in nano.get("sources")] == ["debian:linux/linux_6.12.107.orig.tar.xz"]
+    assert nano.get("dtbs") == ["nvidia/tegra234-p3768-0000+p3767-0005.dtb"]
+    # Same license texts in 6.12 (checked by sha256 when it is unpacked).
+    assert nano.get("license_files") == core.get("license_files")
+    assert agx.get("version") == core.get("version") and agx.get("sources") == core.get("sources")
+    assert agx.get("dtbs") == ["nvidia/tegra234-p3737-0000+p3701-0000.dtb"]
+
+
+@pytest.mark.parametrize("board", sorted(ETHERNET))
+def test_linux_base_is_the_boards_kernel_plus_its_ethernet(project, board):
+    """linux-base extends linux, so the board's appends of linux (fragments,
+    dtbs, the Nano's version) reach it; the layer's linux-base append adds the
+    Ethernet driver, and linux itself (image-minimal's) does not get it."""
+    resolver = Resolver(project, load_board(project, board))
+    linux, base = resolver.recipe("linux"), resolver.recipe("linux-base")
+    for key in ("version", "sources", "dtbs", "kernel_image"):
+        assert base.get(key) == linux.get(key), key
+    minimal = [f.path for f in linux.get("config_fragments")]
+    fragments = [f.path for f in base.get("config_fragments")]
+    assert set(minimal) <= set(fragments)
+    names = [Path(f).name for f in fragments]
+    assert names[-1] == ETHERNET[board] and ETHERNET[board] not in [Path(f).name for f in minimal]
+    # Every Ethernet fragment line is a plain "=y": the kernel class checks it
+    # survives into .config, and a module would need an initramfs we lack.
+    lines = [line for line in Path(fragments[-1]).read_text().splitlines() if line and not line.startswith("#")]
+    assert lines and all(re.fullmatch(r"CONFIG_[A-Z0-9_]+=y", line) for line in lines), lines
 
 def test_show_names_the_append_and_its_lines(tmp_path):
     # Its own build dir: the checkout's build/ (parse cache) is the user's, not the tests'.
