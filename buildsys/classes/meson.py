@@ -1,7 +1,9 @@
 """``class: meson`` -- a Meson package (meson setup, ninja, meson install).
 
 Target builds use a cross file generated from the board (crossbuild.py): the
-board's compilers and binutils, CFLAGS/CPPFLAGS/LDFLAGS as built-in options,
+board's compilers and binutils, CFLAGS/CPPFLAGS/LDFLAGS as built-in options
+(cleared in the environment of `meson setup`, which would give them to the
+build machine's compiler),
 pkg-config's sysroot and the host machine (system, cpu_family, cpu, endian).
 Native builds have no cross file (Meson reads CFLAGS... from the
 environment).  Both: out of tree in /build/obj, prefix /usr, libdir lib,
@@ -37,7 +39,10 @@ class Meson(CrossBuild):
 
     def script(self, task, ctx):
         if task == "configure":
-            return (f'meson setup {" ".join(self.configure_args(ctx))} {args(ctx.recipe.get("meson_args"))} '
+            # Cross: the target's flags are in the cross file; the environment's
+            # would reach the build machine's compiler (a native: true tool).
+            clear = "" if self.native(ctx) else "CFLAGS= CXXFLAGS= CPPFLAGS= LDFLAGS= "
+            return (f'{clear}meson setup {" ".join(self.configure_args(ctx))} {args(ctx.recipe.get("meson_args"))} '
                     f'{SANDBOX_OBJ} {SANDBOX_SRC}')
         if task == "compile":
             return f'ninja -C {SANDBOX_OBJ} -j"$JOBS" -v'

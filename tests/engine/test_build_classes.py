@@ -2,8 +2,9 @@
 fixture layer tests/fixtures/classes (greetc: a CMake library; greetm: a Meson
 library on top of it; app-cmake and app-meson: programs finding them with
 pkg-config in their sysroot) for x86-virtio and qemu-arm64, and app-meson's
-native variant.  autotools is exercised by the xz-native and mtools-native
-recipes (every image build)."""
+native variant; liblzma (xz's recipe, extended: shared, for the target) is a
+cross build with class autotools.  The native autotools builds are xz-native
+and mtools-native (every image build)."""
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ def builds(tmp_path_factory):
     cache = str(top / "cache")
     out = {}
     for board, targets in (("x86-virtio", ["app-cmake", "app-meson", "app-meson-native"]),
-                           ("qemu-arm64", ["app-cmake", "app-meson"])):
+                           ("qemu-arm64", ["app-cmake", "app-meson", "liblzma"])):
         build = top / board
         env = {"BUILDSYS_BUILD_DIR": str(build), "BUILDSYS_DL_DIR": DL_DIR, "BUILDSYS_CACHE_DIR": cache,
                "BUILDSYS_LAYERS": str(FIXTURES / "classes")}
@@ -114,3 +115,22 @@ def test_native_variant(builds):
     lib = package(build, "greetc-native") / "usr/lib"
     run = subprocess.run([app], capture_output=True, text=True, env={"LD_LIBRARY_PATH": str(lib)}, check=True)
     assert run.stdout == "hello from app-meson\n"
+
+
+def test_autotools_cross_build(builds):
+    build = builds["qemu-arm64"]
+    pkg = package(build, "liblzma")
+    lib = pkg / "usr/lib/liblzma.so.5.8.1"
+    assert elf_machine(lib) == EM["aarch64"]
+    if shutil.which("file"):
+        assert is_stripped(lib)
+    assert os.readlink(pkg / "usr/lib/liblzma.so.5") == "liblzma.so.5.8.1"
+    assert not list(pkg.rglob("*.la"))              # libtool's archive was installed, then removed
+    assert not (pkg / "usr/bin").exists()           # xz's post_install hook, inherited
+    pc = (pkg / "usr/lib/pkgconfig/liblzma.pc").read_text()
+    assert "libdir=/usr/lib\n" in pc and "/build/" not in pc
+    log = (build / "work/qemu-arm64/liblzma/logs/configure.log").read_text()
+    assert "loading site script /build/stage/config.site" in log
+    assert "checking host system type... aarch64-unknown-linux-gnu" in log
+    assert "checking whether we are cross compiling... yes" in log
+    assert "--host=aarch64-linux-gnu --build=x86_64-linux-gnu --prefix=/usr --sysconfdir=/etc" in log

@@ -188,7 +188,7 @@ def test_cmake_and_meson_steps(tmp_path):
     meson = RecordingContext(FakeRecipe({"meson_args": ["-Dx=y"]}), b, tmp_path)
     get_class("meson")().run("configure", meson)
     script = meson.calls[0][0]
-    assert script.startswith("meson setup --prefix=/usr --libdir=lib ")
+    assert script.startswith("CFLAGS= CXXFLAGS= CPPFLAGS= LDFLAGS= meson setup --prefix=/usr --libdir=lib ")
     assert "--buildtype=release" in script and "--cross-file=/build/stage/meson-cross.ini" in script
     assert script.endswith("-Dx=y /build/obj /build/src")
     meson.calls.clear()
