@@ -10,7 +10,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from . import provenance
+from . import provenance, size
 from .errors import BuildError
 from .fileio import atomic_write, read_beneath, sha256_file
 
@@ -67,18 +67,27 @@ def deploy(session, recipe) -> Path | None:
             atomic_write(out / f"{name}.sha256", f"{info['sha256']}  {Path(name).name}\n")
     recipes = []
     toolchain = None
+    libc: dict[str, dict] = {}
     closure = nx.ancestors(session.rgraph, recipe.pn) | {recipe.pn}
     for pn in sorted(closure):
         meta = session.package_meta(pn)
         data = session.sigdata[pn]
         if data.get("extra", {}).get("toolchain"):
             toolchain = data["extra"]["toolchain"]
+        if data.get("extra", {}).get("libc"):
+            libc[pn] = _libc_record(session, pn, data["extra"]["libc"])
         recipes.append({"name": pn, "version": meta.get("version"), "license": meta.get("license"),
                         "sources": meta.get("sources"), "signature": session.sigs[pn],
                         **provenance.recipe_record(session, pn)})
     manifest = {"image": recipe.name, "board": session.board.name, "arch": session.board.arch,
                 "version": recipe.version, "signature": session.sigs[recipe.pn], "toolchain": toolchain,
                 "recipes": recipes, "files": files}
+    if libc:
+        # Files from the toolchain: each one's sha256, and which the image kept.
+        kept = size.rootfs_record(tree, recipe.name, session.board.name)
+        for pn, record in libc.items():
+            record["in_image"] = sorted(p for p in record["files"] if kept is None or kept.get(p) == pn)
+        manifest["libc"] = libc
     # Format 2: signature inputs, tree digests, the project's files (see provenance.py).
     manifest.update(provenance.image_record(session, recipe, closure))
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -88,4 +97,24 @@ def deploy(session, recipe) -> Path | None:
     # The SPDX document, and the rootfs file list in the manifest (docs/compliance.md).
     from .sbom import deploy_sbom
     deploy_sbom(session, recipe, out)
+    _print_package_sizes(session, recipe, out)
     return out
+
+
+def _libc_record(session, pn: str, extra: dict) -> dict:
+    """The C library's files (path -> sha256) as the package holds them."""
+    from .sbom import tree_files
+
+    files = {f.path: f.sha256 for f in tree_files(pn, session.package_dir(pn)) if f.kind == "file"}
+    return {"files": files, **{k: v for k, v in extra.items() if k != "files"}}
+
+
+def _print_package_sizes(session, recipe, out: Path) -> None:
+    """What each package adds to the root filesystem (size.py; the compressed
+    share is an estimate), under the deploy listing."""
+    report = size.session_report(session, recipe, out)
+    print(f"  root filesystem by package ({report.compressor} compressed: estimate):", file=sys.stderr)
+    for p in report.packages:
+        left = f", {_human(p.left_out)} left out" if p.left_out else ""
+        print(f"    {p.pn:<28} {_human(p.installed):>10} {_human(p.compressed):>10} compressed  "
+              f"({p.files} files, {p.links} links{left})", file=sys.stderr)

@@ -93,7 +93,8 @@ def boot_sources(session, recipe: Recipe) -> list[tuple[str, str, str, str]]:
     for spec in specs:
         for fs_path, src in sorted(spec.files.items()):
             name, rel = src.split(":", 1)
-            out.append((spec.name, fs_path, name, rel.lstrip("/")))
+            # virtual/kernel is the image's own ``kernel`` when it names one.
+            out.append((spec.name, fs_path, Image.boot_recipe(recipe, name), rel.lstrip("/")))
     return out
 
 
@@ -141,9 +142,13 @@ def tree_files(pn: str, tree: Path) -> list[TreeFile]:
 
 def rootfs_files(session, closure: Closure) -> list[TreeFile]:
     """The root filesystem's files and links with their owning package."""
+    from .size import rootfs_record
+
+    # What the image kept of each package (it leaves development files out).
+    kept = rootfs_record(session.package_dir(closure.image.pn), closure.image.name, session.board.name)
     out: list[TreeFile] = []
     for r in closure.rootfs:
-        out += tree_files(r.pn, session.package_dir(r.pn))
+        out += [f for f in tree_files(r.pn, session.package_dir(r.pn)) if kept is None or kept.get(f.path) == r.pn]
     return sorted(out, key=lambda f: f.path)
 
 

@@ -13,6 +13,12 @@ squashfs shares fragments across packages and deduplicates identical files.
 The budget (``size_budget:`` of an image recipe) is on the **disk image**
 (``<image>-<board>.img``, what is flashed, alignment and padding included).
 
+What a package adds is what the image keeps of it: the image class leaves
+development files out and drops unneeded C library files, and records what
+is in the rootfs, by package, in ``<image>-<board>.rootfs.json`` beside the
+disk (rootfs_record_name); the report counts those paths only, and says how
+many bytes of each package were left out.
+
 Package trees are a step's output: files are read with fileio.read_beneath.
 """
 from __future__ import annotations
@@ -83,8 +89,14 @@ class PackageSize:
     pn: str
     files: int          # regular files
     links: int          # symlinks
-    installed: int      # bytes of its regular files
+    installed: int      # bytes of its regular files in the rootfs
     compressed: int     # estimated bytes in the squashfs
+    left_out: int = 0   # bytes of its files the image left out (development files, unneeded libraries)
+
+
+def rootfs_record_name(stem: str) -> str:
+    """The image's record of its rootfs: {"paths": {path: package}, "left_out": {path: ...}}."""
+    return f"{stem}.rootfs.json"
 
 
 @dataclass(frozen=True)
@@ -97,13 +109,19 @@ class FileSize:
 
 
 def package_sizes(trees: list[tuple[str, Path]], compressor: str = "xz", block_size: int = 131072,
-                  ) -> tuple[list[PackageSize], list[FileSize]]:
-    """Per package (largest compressed first) and every regular file (largest first)."""
+                  in_rootfs: dict[str, str] | None = None) -> tuple[list[PackageSize], list[FileSize]]:
+    """Per package (largest compressed first) and every regular file (largest first).
+
+    ``in_rootfs`` {path: package}: what the image kept (its rootfs record);
+    the rest of a package counts as left out.  None: all of every package."""
     sizes, files = [], []
     for pn, tree in trees:
         squeezer = Squeezer(compressor, block_size)
-        meta, count, links, installed = [], 0, 0, 0
+        meta, count, links, installed, left_out = [], 0, 0, 0, 0
         for path, kind, content in read_tree(tree):
+            if in_rootfs is not None and in_rootfs.get(path) != pn:
+                left_out += len(content) if kind == "file" else 0
+                continue
             if kind == "file":
                 squeezer.add(content)
                 count, installed = count + 1, installed + len(content)
@@ -112,7 +130,8 @@ def package_sizes(trees: list[tuple[str, Path]], compressor: str = "xz", block_s
             else:
                 links += 1
                 meta.append(path.encode() + b" -> " + content)
-        sizes.append(PackageSize(pn, count, links, installed, squeezer.finish(b"\n".join(meta))))
+        sizes.append(PackageSize(pn, count, links, installed, squeezer.finish(b"\n".join(meta)) if meta else 0,
+                                 left_out))
     sizes.sort(key=lambda p: (-p.compressed, p.pn))
     files.sort(key=lambda f: (-f.size, f.path))
     return sizes, files
@@ -162,12 +181,15 @@ def text(report: Report, largest: int = LARGEST) -> str:
     for k in report.kernel:
         out.append(f"  kernel            {k.package + ' ' + k.source:<40} {human(k.size):>10}   "
                    f"on {k.partition} as {k.path}")
-    out += ["", f"  {'package':<24} {'files':>6} {'links':>6} {'installed':>12} {'compressed (est.)':>18}"]
+    out += ["", f"  {'package':<24} {'files':>6} {'links':>6} {'in rootfs':>12} {'compressed (est.)':>18} "
+                f"{'left out':>12}"]
     for p in report.packages:
-        out.append(f"  {p.pn:<24} {p.files:>6} {p.links:>6} {human(p.installed):>12} {human(p.compressed):>18}")
+        out.append(f"  {p.pn:<24} {p.files:>6} {p.links:>6} {human(p.installed):>12} {human(p.compressed):>18} "
+                   f"{human(p.left_out) if p.left_out else '-':>12}")
+    left = sum(p.left_out for p in report.packages)
     out.append(f"  {'total':<24} {sum(p.files for p in report.packages):>6} "
                f"{sum(p.links for p in report.packages):>6} {human(report.installed):>12} "
-               f"{human(report.compressed):>18}")
+               f"{human(report.compressed):>18} {human(left) if left else '-':>12}")
     others = [f for f in report.boot if f not in report.kernel]
     if others:
         out += ["", "  other boot files"]
@@ -282,10 +304,11 @@ def session_report(session, recipe, deploy_dir: Path | None = None) -> Report:
     closure = image_closure(session, recipe)
     compressor = str(recipe.get("rootfs_compressor", "xz"))
     sizes, files = package_sizes([(r.pn, session.package_dir(r.pn)) for r in closure.rootfs], compressor,
-                                 int(recipe.get("rootfs_block_size", 131072)))
+                                 int(recipe.get("rootfs_block_size", 131072)),
+                                 rootfs_record(session.package_dir(recipe.pn), recipe.name, session.board.name))
     boot = [FileSize(f.path, f.size, f.package, f.partition, f.source) for f in boot_files(session, closure)]
     try:
-        kernel_pn: str | None = session.resolver.lookup("virtual/kernel", recipe, None).pn
+        kernel_pn: str | None = session.resolver.lookup(recipe.get("kernel") or "virtual/kernel", recipe, None).pn
     except UserError:
         kernel_pn = None
     budget = recipe.get("size_budget")
@@ -303,7 +326,22 @@ def session_report(session, recipe, deploy_dir: Path | None = None) -> Report:
     return report
 
 
-def check_image_budget(ctx, specs, disk_image: Path, squashfs: Path) -> None:
+def rootfs_record(image_tree: Path, image: str, board: str) -> dict[str, str] | None:
+    """{path: package} of the image's rootfs record in its package tree; None
+    for an image built before there were records (every file then counts)."""
+    import json
+
+    from .fileio import read_beneath
+
+    try:
+        data = json.loads(read_beneath(image_tree, rootfs_record_name(f"{image}-{board}")))
+    except (FileNotFoundError, ValueError):
+        return None
+    paths = data.get("paths") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in paths.items()} if isinstance(paths, dict) else None
+
+
+def check_image_budget(ctx, specs, disk_image: Path, squashfs: Path, in_rootfs: dict[str, str] | None = None) -> None:
     """The image class's check, once the disk is written: over ``size_budget``
     is a BuildError listing the largest contributors."""
     from .fileio import read_beneath
@@ -316,12 +354,12 @@ def check_image_budget(ctx, specs, disk_image: Path, squashfs: Path) -> None:
         return
     compressor = str(r.get("rootfs_compressor", "xz"))
     sizes, files = package_sizes([(rec.pn, tree) for rec, tree in ctx.packages(r.get("packages", []))],
-                                 compressor, int(r.get("rootfs_block_size", 131072)))
+                                 compressor, int(r.get("rootfs_block_size", 131072)), in_rootfs)
     boot, kernel = [], []
     for spec in specs:
         for fs_path, src in sorted(spec.files.items()):
             name, rel = src.split(":", 1)
-            found = ctx.packages([name])
+            found = ctx.packages([(r.get("kernel") or name) if name == "virtual/kernel" else name])
             if not found:
                 continue
             entry = FileSize(fs_path, len(read_beneath(found[0][1], rel.lstrip("/"))), found[0][0].pn, spec.name,

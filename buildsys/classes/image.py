@@ -4,13 +4,20 @@ All the work is in the install task:
   1. merge the packages' trees (conflicts are errors) into the stage dir's
      rootfs/ (host-only, read-only at /build/stage), times set to
      SOURCE_DATE_EPOCH;
-  2. mksquashfs it, with owners/modes/devices from the packages' permission
+  2. finalize it (image/finalize.py): development files out
+     (``rootfs_exclude``/``rootfs_keep``), the libraries of virtual/libc no
+     program needs out (``prune_libc``); then check every ELF file: the
+     board's machine, its interpreter and every DT_NEEDED found as ld.so
+     would find it (image/elf.py; docs/images.md);
+  3. mksquashfs it, with owners/modes/devices from the packages' permission
      tables as pseudo definitions (no root, no fakeroot);
-  3. make each vfat partition with mtools (e.g. the ESP holding the kernel);
-  4. write the disk with our own GPT writer (GUIDs derived from names) and
+  4. make each vfat partition with mtools (e.g. the ESP holding the kernel),
+     and the ext4 data partition (``data_partition``) with mke2fs;
+  5. write the disk with our own GPT writer (GUIDs derived from names) and
      verify it by reading it back.
-Outputs in /build/dest: <image>-<board>.img, <image>-<board>.squashfs and the
-kernel image(s) the disk carries.
+Outputs in /build/dest: <image>-<board>.img, <image>-<board>.squashfs, the
+record of the rootfs by package (<image>-<board>.rootfs.json, size.py) and
+the kernel image(s) the disk carries.
 
 Tools come from native recipes (implicit_depends), on PATH in the sandbox.
 
@@ -25,8 +32,8 @@ Interface assumptions (tell the engine owner if they change):
     moves finished files into dest by rename.
   * ctx.env["SOURCE_DATE_EPOCH"] is the image's epoch.
   * build_depends(recipe, board): the recipes the board's disk layout takes
-    files from (e.g. virtual/kernel for the ESP).  The kernel found as
-    virtual/kernel is also where check_kernel_cmdline reads boot/config.
+    files from (e.g. virtual/kernel for the ESP, or the image's ``kernel``
+    instead).  That kernel is also where check_kernel_cmdline reads boot/config.
 """
 from __future__ import annotations
 
@@ -172,8 +179,12 @@ class Image(BuildClass):
             root_id = str(gpt.partition_guid(board.name, specs[root_index].name))
         variables = self.text_variables(board, root_id)
 
-        squash = self.make_rootfs(ctx, stage, obj, sde)
+        squash, contents_record = self.make_rootfs(ctx, stage, obj, sde)
         shutil.copyfile(squash, out / f"{stem}.squashfs")
+        # What is in the rootfs, by package, and what was left out: for the
+        # size report, the SBOM and the manifest (the packages hold more).
+        (out / size.rootfs_record_name(stem)).write_text(json.dumps(contents_record, indent=1, sort_keys=True)
+                                                         + "\n")
 
         contents: dict[str, Path | None] = {}
         for spec in specs:
@@ -206,7 +217,8 @@ class Image(BuildClass):
             ctx.log(f"disk {stem}.img: {total * gpt.SECTOR} bytes, " + ", ".join(
                 f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in layout.partitions))
         if r.get("size_budget") is not None:     # on the disk image; the error names the largest contributors
-            size.check_image_budget(ctx, specs, out / f"{stem}.img", out / f"{stem}.squashfs")
+            size.check_image_budget(ctx, specs, out / f"{stem}.img", out / f"{stem}.squashfs",
+                                    contents_record["paths"])
         dest = Path(ctx.paths.dest)
         for item in sorted(out.iterdir()):
             os.replace(item, dest / item.name)
@@ -219,7 +231,7 @@ class Image(BuildClass):
         variables["cmdline"] = _substitute(str(cmdline), variables, "boot: cmdline")
         return variables
 
-    def make_rootfs(self, ctx, stage: Path, obj: Path, sde: int) -> Path:
+    def make_rootfs(self, ctx, stage: Path, obj: Path, sde: int) -> tuple[Path, dict]:
         r = ctx.recipe
         trees = ctx.packages(r.get("packages", []))
         tree = stage / "rootfs"
@@ -249,7 +261,13 @@ class Image(BuildClass):
         ctx.run(argv, env=squashfs.env(sde), cwd=SANDBOX_OBJ)
         out = stage / "parts" / "rootfs.squashfs"
         copy_beneath(obj, "parts/rootfs.squashfs", out)
-        return out
+        def file_or_link(path: str) -> bool:
+            host = tree / path.lstrip("/")
+            return host.is_symlink() or host.is_file()
+
+        paths = {p: o for p, o in sorted(owners.items()) if file_or_link(p)}
+        left_out = {p: {"package": owners.get(p, ""), "why": why} for p, why in sorted(gone.items())}
+        return out, {"format": 1, "paths": paths, "left_out": left_out}
 
     def finalize_tree(self, ctx, tree: Path, trees, owners: dict[str, str]) -> dict[str, str]:
         """Development files out, unneeded C library files out (image/finalize.py);

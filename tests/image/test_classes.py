@@ -164,6 +164,7 @@ def test_image_class_builds_a_verified_reproducible_disk(tmp_path):
     Image().run("install", ctx)
     dest = ctx.paths.dest
     assert sorted(p.name for p in dest.iterdir()) == ["bzImage", "image-minimal-x86-virtio.img",
+                                                      "image-minimal-x86-virtio.rootfs.json",
                                                       "image-minimal-x86-virtio.squashfs"]
     table = gpt.read(dest / "image-minimal-x86-virtio.img")
     esp, root = table.partitions
