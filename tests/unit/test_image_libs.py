@@ -276,3 +276,19 @@ def test_image_class_finalizes_with_its_params(tmp_path, built):
     gone = Image().finalize_tree(ctx_for({"prune_libc": False, "rootfs_exclude": []}), tree2,
                                  [(libc, tmp_path), (other, tmp_path)], owners)
     assert gone == {} and (tree2 / "lib/libresolv.so.2").is_file()
+
+
+def test_providers_searches_the_build_dirs_package_store(tmp_path, built):
+    store = tmp_path / "packages"
+    for sig, pn, variant, lib in (("a1", "libfoo", "target", built.libs["libfoo.so.1"]),
+                                  ("b2", "libfoo-native", "native", built.libs["libfoo.so.1"]),
+                                  ("c3", "notalib", "target", None)):
+        make_tree(store / sig, {"/usr/lib/libfoo.so.1": lib} if lib else {})
+        (store / f"{sig}.json").write_text(f'{{"pn": "{pn}", "variant": "{variant}"}}')
+    (store / "c3/usr/lib").mkdir(parents=True)
+    (store / "c3/usr/lib/libfoo.so.1").write_text("not an ELF")
+    ctx = SimpleNamespace(board=SimpleNamespace(arch="x86_64"))
+    info = elf.read(built.prog)
+    trees = [(SimpleNamespace(pn="busybox"), store / "c3")]
+    assert Image.providers(ctx, trees, "libfoo.so.1", info) == ["libfoo"]
+    assert Image.providers(ctx, trees, "libbar.so.1", info) == []
