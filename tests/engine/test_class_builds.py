@@ -1,4 +1,4 @@
-"""Real builds with the cmake and meson classes in the pinned environment: the
+"""Real builds with the cmake, meson and autotools classes in the pinned environment: the
 fixture layer tests/fixtures/classes (greetc: a CMake library; greetm: a Meson
 library on top of it; app-cmake and app-meson: programs finding them with
 pkg-config in their sysroot) for x86-virtio and qemu-arm64, and app-meson's
