@@ -459,6 +459,7 @@ def check_elves(tree: Path, arch: str, owners: dict[str, str] | None = None,
         elves = list(elf.walk(tree))
     except ValueError as e:
         raise BuildError(f"bad ELF file in the rootfs: {e}") from None
+    loaded = elf.preloaded(tree, [info for _, _, info in elves])
     for path, _, info in elves:
         if want is not None and info.machine != want:
             raise BuildError(f"{path} is an ELF for machine {info.machine}, not {arch} ({want})")
@@ -468,7 +469,7 @@ def check_elves(tree: Path, arch: str, owners: dict[str, str] | None = None,
                              f"the C library's loader comes from {LIBC}: add libc to the image's packages")
         dirs = elf.search_dirs(path, info, arch)
         for soname in info.needed:
-            if elf.find_library(tree, soname, dirs, info) is None:
+            if elf.find_library(tree, soname, dirs, info, loaded) is None:
                 raise BuildError(f"{path}{origin} needs {soname}, which is not in the image (ld.so searches "
                                  f"{', '.join(dirs)}); " + _missing_hint(soname, info, owners, path, excluded,
                                                                          providers))

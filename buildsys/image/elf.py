@@ -170,10 +170,24 @@ def search_dirs(program: str, info: Elf, arch: str) -> list[str]:
     return [posixpath.normpath(p) for p in out + system]
 
 
-def find_library(tree: Path, soname: str, dirs: list[str], want: Elf) -> str | None:
+def preloaded(tree: Path, elves) -> dict[str, str]:
+    """{name: path} of the interpreters the ELF files ``elves`` (Elf objects)
+    name and the image has.  ld.so is loaded before anything else, so a
+    DT_NEEDED of its name (libc.so.6 needs ld-linux-x86-64.so.2, which lives
+    in /lib64, off the search path) is satisfied by it."""
+    out: dict[str, str] = {}
+    for info in elves:
+        if info.interp and info.interp not in out.values() and resolve(tree, info.interp) is not None:
+            out[posixpath.basename(info.interp)] = info.interp
+    return out
+
+
+def find_library(tree: Path, soname: str, dirs: list[str], want: Elf,
+                 loaded: dict[str, str] | None = None) -> str | None:
     """The image path ld.so would load for ``soname``: the first one in
     ``dirs`` that is an ELF of the same class and machine (ld.so skips
-    others), with links resolved."""
+    others), with links resolved; else an already loaded interpreter of
+    that name (``loaded``, from preloaded())."""
     if "/" in soname:
         candidates = [soname if soname.startswith("/") else None]
     else:
@@ -193,4 +207,6 @@ def find_library(tree: Path, soname: str, dirs: list[str], want: Elf) -> str | N
             continue
         if info is not None and (info.machine, info.bits) == (want.machine, want.bits):
             return real
+    if loaded and soname in loaded:
+        return resolve(tree, loaded[soname])
     return None

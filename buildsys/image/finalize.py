@@ -76,10 +76,11 @@ def exclude(tree: Path, patterns, keep=()) -> dict[str, str]:
     return removed
 
 
-def needed_closure(tree: Path, arch: str, roots: list[str]) -> tuple[set[str], list[tuple[str, str]]]:
+def needed_closure(tree: Path, arch: str, roots: list[str],
+                   loaded: dict[str, str] | None = None) -> tuple[set[str], list[tuple[str, str]]]:
     """The image paths (links resolved) ld.so maps for the ELF files ``roots``:
     their interpreters and DT_NEEDED libraries, transitively; and the
-    (program, soname) pairs that found nothing."""
+    (program, soname) pairs that found nothing.  ``loaded``: elf.preloaded()."""
     seen: set[str] = set()
     missing: list[tuple[str, str]] = []
     stack = list(roots)
@@ -96,7 +97,7 @@ def needed_closure(tree: Path, arch: str, roots: list[str]) -> tuple[set[str], l
             stack.append(info.interp)
         dirs = elf.search_dirs(real, info, arch)
         for soname in info.needed:
-            found = elf.find_library(tree, soname, dirs, info)
+            found = elf.find_library(tree, soname, dirs, info, loaded)
             if found is None:
                 missing.append((path, soname))
             else:
@@ -114,16 +115,17 @@ def prune_unneeded(tree: Path, arch: str, owners: dict[str, str], packages: set[
     pthread_cancel)."""
     elves = {path: info for path, _, info in elf.walk(tree)}
     roots = [p for p in elves if owners.get(p) not in packages]
-    used, _ = needed_closure(tree, arch, roots)
+    loaded = elf.preloaded(tree, elves.values())
+    used, _ = needed_closure(tree, arch, roots, loaded)
     for path in list(used):
         name = posixpath.basename(path)
         for extra in (keep_with or {}).get(name, []):
             info = elves.get(path)
             if info is None:
                 continue
-            found = elf.find_library(tree, extra, elf.search_dirs(path, info, arch), info)
+            found = elf.find_library(tree, extra, elf.search_dirs(path, info, arch), info, loaded)
             if found:
-                more, _ = needed_closure(tree, arch, [found])
+                more, _ = needed_closure(tree, arch, [found], loaded)
                 used |= more
     gone = []
     for path in sorted(elves):

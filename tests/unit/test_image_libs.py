@@ -292,3 +292,23 @@ def test_providers_searches_the_build_dirs_package_store(tmp_path, built):
     trees = [(SimpleNamespace(pn="busybox"), store / "c3")]
     assert Image.providers(ctx, trees, "libfoo.so.1", info) == ["libfoo"]
     assert Image.providers(ctx, trees, "libbar.so.1", info) == []
+
+
+def test_libc_needing_the_loader_finds_it_in_lib64(tmp_path, built):
+    """glibc's libc.so.6 has DT_NEEDED ld-linux-x86-64.so.2, which is in
+    /lib64 (off the search path): ld.so is loaded first and satisfies it."""
+    tmp = tmp_path / "build"
+    tmp.mkdir()
+    loader = shared_lib(tmp, "ld-linux-x86-64.so.2")
+    shutil.copyfile(loader, tmp / "ld-linux-x86-64.so.2")
+    libc = shared_lib(tmp, "libc.so.6", needs=["ld-linux-x86-64.so.2"])
+    tree = full_tree(tmp_path, built)
+    make_tree(tree, {"/lib/libc.so.6": libc, INTERP: loader})
+    check_elves(tree, "x86_64")
+    owners = {p: "libc" for p in LIBC_FILES} | {"/usr/bin/prog": "prog", "/usr/lib/libfoo.so.1": "libfoo"}
+    assert finalize.prune_unneeded(tree, "x86_64", owners, {"libc"}) == ["/lib/libgcc_s.so.1",
+                                                                          "/lib/libresolv.so.2"]
+    # Without a program naming that interpreter nothing loads it first.
+    (tree / "usr/bin/prog").unlink()
+    with pytest.raises(BuildError, match="/lib/libc.so.6 .*needs ld-linux-x86-64.so.2"):
+        check_elves(tree, "x86_64")
