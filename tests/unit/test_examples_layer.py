@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from buildsys.graph import recipe_graph
 from buildsys.layers import load_project
 from buildsys.resolve import Resolver, load_board
 from conftest import ROOT
@@ -59,3 +60,14 @@ def test_mosquitto_listens_beyond_localhost_and_starts_at_boot():
     init = files / "S60mosquitto"
     assert init.stat().st_mode & stat.S_IXUSR
     assert "mosquitto -d -c /etc/mosquitto/mosquitto.conf" in init.read_text()
+
+
+def test_image_examples_is_image_base_plus_the_applications(resolver):
+    image = resolver.recipe("image-examples")
+    base = resolver.recipe("image-base")
+    assert image.get("class") == "image"
+    assert image.get("packages") == base.get("packages") + list(CLASSES)
+    assert image.get("kernel") == base.get("kernel")
+    graph = recipe_graph(resolver, [image])
+    # The applications, their toolchain and the C library they link.
+    assert set(CLASSES) | {"libc", TOOLCHAIN[resolver.board.name]} <= set(graph.nodes)
