@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from boards.helpers import Built, build
+from boards.helpers import Built, build, env_for
 from buildsys.qemu import Check, boot_and_check, free_port
+from conftest import ROOT, run_buildsys
 
 pytestmark = pytest.mark.slow
 
@@ -141,3 +142,11 @@ def test_applications_run_in_the_guest(built, tmp_path):
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=10)
+
+
+def test_buildsys_test_command(built, key):
+    """`buildsys test` on image-examples: the shell, and SSH with the key (image-base's checks)."""
+    proc = run_buildsys("--project", ROOT, "test", "--board", built.board, "image-examples",
+                        env={**env_for(built.build_dir), "BUILDSYS_SSH_AUTHORIZED_KEYS": f"{key}.pub"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"PASS: {built.board}" in proc.stderr
