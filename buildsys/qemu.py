@@ -209,8 +209,8 @@ def ssh_checks(port: int, identity: str | None, workdir, arch: str, wait: float 
         return f"the file copied to the guest differs: guest says {out.strip()[-200:]!r}, host {want}"
     log("scp: host -> guest, sha256 matches")
     # Guest -> host: a file the guest made.
-    status, out = _call(ssh_argv(port, identity, "dd if=/dev/urandom of=/tmp/to-host.bin bs=1024 count=64 2>/dev/null && "
-                                                 "sha256sum /tmp/to-host.bin"), 30)
+    make = "dd if=/dev/urandom of=/tmp/to-host.bin bs=1024 count=64 2>/dev/null && sha256sum /tmp/to-host.bin"
+    status, out = _call(ssh_argv(port, identity, make), 30)
     if status != 0 or not out.split():
         return f"making a file in the guest failed: {out.strip()[-300:]!r}"
     guest_sum = out.split()[0]
