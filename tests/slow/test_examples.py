@@ -12,7 +12,8 @@ examples layer run in the guest:
 * iputils (meson): its ping (/usr/bin/ping, not busybox's) to the loopback
   and to the user-network gateway.
 
-The host's socat comes from scripts/setup-host.sh."""
+Then `buildsys test` on the image: its shell, an SSH login and scp both ways
+(image-base's checks).  The host's socat comes from scripts/setup-host.sh."""
 from __future__ import annotations
 
 import hashlib
@@ -30,6 +31,7 @@ from conftest import ROOT, run_buildsys
 pytestmark = pytest.mark.slow
 
 BOARDS = ("x86-virtio", "qemu-arm64")
+ARCH = {"x86-virtio": "x86_64", "qemu-arm64": "aarch64"}
 # Enough lines to take more than a few TCP windows (about 3.4 MB).
 UPLOAD_LINES = 500_000
 DOWNLOAD_BYTES = 2 * 1024 * 1024
@@ -102,7 +104,9 @@ def test_applications_run_in_the_guest(built, tmp_path):
     to_guest = tmp_path / "to-guest.bin"
     to_guest.write_bytes(hashlib.sha256(b"buildsys").digest() * (DOWNLOAD_BYTES // 32))
     sha256_to_guest = hashlib.sha256(to_guest.read_bytes()).hexdigest()
-    up_port, down_port = free_port(), free_port()
+    up_port = down_port = free_port()
+    while down_port == up_port:
+        down_port = free_port()
     up = subprocess.Popen(["socat", "-u", f"TCP-LISTEN:{up_port},bind=127.0.0.1,reuseaddr", f"CREATE:{received}"])
     down = subprocess.Popen(["socat", "-u", f"OPEN:{to_guest}", f"TCP-LISTEN:{down_port},bind=127.0.0.1,reuseaddr"])
     try:
@@ -110,7 +114,7 @@ def test_applications_run_in_the_guest(built, tmp_path):
         wait_listening(down_port, down)
         wait = "i=0; while [ $i -lt 60 ]; do {cond} && break; i=$((i+1)); sleep 1; done; "
         checks = [
-            Check("uname -m", r"^(x86_64|aarch64)\s*$"),
+            Check("uname -m", rf"^{ARCH[built.board]}\s*$"),
             # DHCP from QEMU's user network (S20network), then the broker (S60mosquitto).
             Check(wait.format(cond="ip -4 addr show eth0 | grep -q 'inet 10.0.2.15/'") + "ip -4 addr show eth0",
                   r"inet 10\.0\.2\.15/24"),
