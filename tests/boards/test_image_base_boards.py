@@ -3,15 +3,19 @@ layout plus the data partition right after the root, a root with dropbear,
 and linux-base with the board's Ethernet driver built in (the layers'
 linux-base.append.yaml).  The Orin Nano has its own module
 (test_jetson_orin_nano.py)."""
+import shutil
+
 import pytest
 
 from buildsys.image import gpt, mbr
+from buildsys.qemu import Check, boot_and_check
 
 from .helpers import (
     EM_AARCH64,
     build,
     elf_machines,
     ext4_label,
+    fat_copy,
     fat_read,
     is_arm64_image,
     squashfs_paths,
@@ -72,3 +76,29 @@ def test_root_has_ssh_and_is_aarch64(built, tmp_path):
     assert any(p.endswith("/dropbear") for p in paths), paths
     machines = elf_machines(built.squashfs, tmp_path)
     assert machines and all(m == EM_AARCH64 for m in machines.values()), machines
+
+
+def test_raspberrypi3_boots_with_data_and_a_dhcp_lease(built, tmp_path):
+    """QEMU's raspi3b has no LAN9514; a USB CDC Ethernet device on the same
+    dwc2 port stands in (cdc_ether), so the USB host stack, usbnet, the
+    network scripts (DHCP from QEMU's user network) and /data are exercised."""
+    if built.board != "raspberrypi3":
+        pytest.skip("QEMU has no machine for this board")
+    boot, _, _ = partitions(built)
+    kernel = fat_copy(built.image, boot, "/Image", tmp_path / "Image")
+    dtb = fat_copy(built.image, boot, "/bcm2837-rpi-3-b.dtb", tmp_path / "board.dtb")
+    card = tmp_path / "card.img"
+    shutil.copyfile(built.image, card)
+    argv = ["qemu-system-aarch64", "-M", "raspi3b", "-m", "1G", "-kernel", str(kernel), "-dtb", str(dtb),
+            "-drive", f"file={card},if=sd,format=raw", "-nographic", "-no-reboot",
+            "-device", "usb-net,netdev=net0,mac=40:54:00:12:34:56", "-netdev", "user,id=net0"]
+    result = boot_and_check(argv, [
+        Check("grep ' /data ' /proc/mounts", r"^/dev/mmcblk0p3 /data ext4 rw[ ,]"),
+        # The board's own driver is registered, and the stand-in is eth0.
+        Check("ls /sys/bus/usb/drivers", r"smsc95xx"),
+        Check("cat /sys/class/net/eth0/address", r"^40:54:00:12:34:56"),
+        # S20network's udhcpc got QEMU's lease (it waits for it a few seconds).
+        Check("ip -4 addr show eth0; ip route", r"inet 10\.0\.2\.15/24[\s\S]*default via 10\.0\.2\.2"),
+        Check("ls /data/dropbear", r"dropbear_ed25519_host_key"),
+    ], tmp_path / "serial.log", timeout=300)
+    assert result.ok, f"{result.reason} (serial log {result.log_path})"
