@@ -4,16 +4,19 @@ and linux-base with the board's Ethernet driver built in (the layers'
 linux-base.append.yaml).  The Orin Nano has its own module
 (test_jetson_orin_nano.py)."""
 import shutil
+import subprocess
 
 import pytest
 
 from buildsys.image import gpt, mbr
 from buildsys.qemu import Check, boot_and_check
+from conftest import ROOT, run_buildsys
 
 from .helpers import (
     EM_AARCH64,
     build,
     elf_machines,
+    env_for,
     ext4_label,
     fat_copy,
     fat_read,
@@ -102,3 +105,18 @@ def test_raspberrypi3_boots_with_data_and_a_dhcp_lease(built, tmp_path):
         Check("ls /data/dropbear", r"dropbear_ed25519_host_key"),
     ], tmp_path / "serial.log", timeout=300)
     assert result.ok, f"{result.reason} (serial log {result.log_path})"
+
+
+def test_raspberrypi3_buildsys_test_logs_in_over_ssh(built, tmp_path):
+    """`buildsys test` with the board's qemu: args (usb-net, the SSH port
+    forwarded): an image trusting a key made here, a command and a file
+    copied each way over SSH."""
+    if built.board != "raspberrypi3":
+        pytest.skip("QEMU has no machine for this board")
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(key)], check=True)
+    env = dict(env_for(built.build_dir), BUILDSYS_SSH_AUTHORIZED_KEYS=f"{key}.pub")
+    proc = run_buildsys("--project", ROOT, "test", "--board", built.board, "image-base", env=env, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "scp: guest -> host, sha256 matches" in proc.stderr
+    assert f"PASS: {built.board}" in proc.stderr
