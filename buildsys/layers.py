@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class Project:
     # Recipe and append files are loaded through this; the workspace points it
     # at the build directory's cache (default: no cache, just parse).
     parse_cache: ParseCache = field(default_factory=ParseCache)
+    # The environment the project was loaded with (BUILDSYS_LAYERS,
+    # BUILDSYS_SSH_AUTHORIZED_KEYS...): the workspace's, not necessarily os.environ.
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
 
 def _items_where(data: yamlio.Map, key: str) -> list[Where]:
@@ -136,7 +140,8 @@ def load_project(root: Path, environ=os.environ) -> Project:
                                 f"layers in effect: {', '.join(sorted(seen))}")
     # Stable order: priority, then name; the core layer (0) comes first.
     layers.sort(key=lambda layer: (layer.priority, layer.name != "core", layer.name))
-    project = Project(root, settings, layers, input_files=[root / PROJECT_FILE], settings_where=settings_where)
+    project = Project(root, settings, layers, input_files=[root / PROJECT_FILE], settings_where=settings_where,
+                      environ=environ)
     for layer in layers:
         if layer.name != "core":
             project.input_files.append(Path(layer.config))

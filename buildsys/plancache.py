@@ -41,7 +41,8 @@ def _file_stat(path, out: list) -> None:
 
 
 def inputs_key(project, board_name: str, targets: list[str], cross_prefixes=("",)) -> str:
-    lines = [board_name, "\0".join(targets), os.environ.get("BUILDSYS_LAYERS", ""), sshkeys.inputs_state()]
+    environ = project.environ
+    lines = [board_name, "\0".join(targets), environ.get("BUILDSYS_LAYERS", ""), sshkeys.inputs_state(environ)]
     for path in project.input_files[:1]:
         lines.append(str(path))
     _tree_stats(Path(buildsys.__file__).parent, lines)

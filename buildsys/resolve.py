@@ -260,7 +260,7 @@ class Resolver:
                 "native": SANDBOX_NATIVE,
                 # The developer's SSH public keys, one per line (sshkeys.py):
                 # a recipe naming them has them in its signature.
-                "ssh_authorized_keys": "\n".join(sshkeys.project_keys(self.project.settings)),
+                "ssh_authorized_keys": "\n".join(sshkeys.project_keys(self.project.settings, self.project.environ)),
             }
         return {"name": recipe.name, "pn": recipe.pn, "version": recipe.version, **board_vars}
 
