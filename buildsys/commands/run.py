@@ -36,6 +36,16 @@ def image_manifest(image: Path) -> dict:
     return json.loads((image.parent / "manifest.json").read_text())
 
 
+def has_ssh_server(image: Path) -> bool:
+    """Whether the deployed image carries dropbear (its manifest says)."""
+    return any(r.get("name") == "dropbear" for r in image_manifest(image).get("recipes", []))
+
+
+def forwards_ssh(argv: list[str], port: int) -> bool:
+    """Whether the QEMU command line forwards host ``port`` to the guest's 22."""
+    return any(f":{port}-:22" in a for a in argv)
+
+
 def qemu_argv(ws: Workspace, image: Path, ssh_port: int | None = None) -> list[str]:
     """The board's QEMU command line, booting a scratch copy of the image;
     ``${ssh_port}`` (the host end of the forward to the guest's port 22) is
@@ -74,8 +84,7 @@ class Run(Command):
         port = free_port()
         argv = qemu_argv(ws, image, port)
         print("booting: " + " ".join(argv), file=sys.stderr)
-        if any(f":{port}-:22" in a for a in argv) and any(
-                r.get("name") == "dropbear" for r in image_manifest(image).get("recipes", [])):
+        if forwards_ssh(argv, port) and has_ssh_server(image):
             print(f"ssh: ssh -p {port} root@127.0.0.1 (scp -O -P {port} ...)", file=sys.stderr)
         print("(quit QEMU with Ctrl-a x)", file=sys.stderr)
         sys.stdout.flush()

@@ -16,7 +16,7 @@ from .. import sshkeys
 from ..errors import UserError, Where
 from ..workspace import Workspace
 from .base import Command, board_option
-from .run import built_image, image_manifest, qemu_argv
+from .run import built_image, forwards_ssh, has_ssh_server, qemu_argv
 
 
 def _identity(args, environ) -> str | None:
@@ -59,9 +59,8 @@ class Test(Command):
             Check("ls /dev/console /dev/null", r"/dev/null"),
         ]
         after = None
-        has_ssh = any(r.get("name") == "dropbear" for r in image_manifest(image).get("recipes", []))
-        if has_ssh:
-            if not any(f":{port}-:22" in a for a in argv):
+        if has_ssh_server(image):
+            if not forwards_ssh(argv, port):
                 raise UserError(f"board '{ws.board.name}' forwards no host port to the guest's SSH port",
                                 Where(str(ws.board.path)),
                                 hint="add -netdev user,id=net0,hostfwd=tcp:127.0.0.1:${ssh_port}-:22 to qemu args")
