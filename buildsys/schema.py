@@ -592,6 +592,12 @@ PROJECT_KEYS: dict[str, Setting] = {
     # Per machine: set it in local.yaml (or BUILDSYS_SSH_AUTHORIZED_KEYS), never in a committed file.
     "ssh_authorized_keys": SshKeys([], "the developer's SSH public keys, installed in /root/.ssh/authorized_keys "
                                        "by the ssh-authorized-keys recipe"),
+    # Per machine, local.yaml only (`buildsys source RECIPE --local DIR`): a
+    # working tree replaces the recipe's sources (devtool modify/externalsrc).
+    "live_sources": StrMap({}, "recipe: working tree it builds from instead of its sources (local.yaml only)"),
+    # Incremental rebuilds keep a recipe's object dir when only what its build
+    # system tracks changed (a kernel fragment, a live-source file).
+    "incremental": Bool(True, "reuse the previous object dir of a recipe when only tracked inputs changed"),
 }
 
 # ``${...}`` names the image class fills into the board's boot command line and
