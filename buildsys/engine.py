@@ -38,11 +38,22 @@ class BuildOptions:
     keep_going: bool = False           # build all that does not depend on a failure
     offline: bool = False              # no network: sources must be in the download dir
     force: frozenset[str] = frozenset()  # recipes to rebuild even if cached (disables the plan cache)
+    # Stop the targets after this task (e.g. "configure", for `buildsys
+    # devshell`): their dependencies are built or restored, the targets'
+    # work dirs are left unpacked and configured, nothing is packaged or
+    # deployed.  A target the package store already has is set up again in
+    # its work dir (the store keeps the installed tree, not the sources).
+    stop_after: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "force", frozenset(self.force))
         if self.jobs < 0:
             raise ValueError(f"jobs must be >= 0, not {self.jobs}")
+        if self.stop_after is not None:
+            from .classes.base import TASKS  # not at the top: the no-op build does not need it
+
+            if self.stop_after not in TASKS[:-1]:
+                raise ValueError(f"stop_after must be one of {', '.join(TASKS[:-1])}, not {self.stop_after!r}")
 
     @property
     def parallel(self) -> int:
@@ -71,7 +82,7 @@ def build(ws: Workspace, targets: Iterable[str], options: BuildOptions = BuildOp
     """Build the named targets (none: the board's default image) for the workspace's board."""
     names = list(targets)
     key = None
-    if not options.force:
+    if not options.force and options.stop_after is None:
         key = plancache.inputs_key(ws.project, ws.board_name, names, _cross_prefixes(ws))
         result = _from_plan(ws, names, key)
         if result is not None:
@@ -117,7 +128,13 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
     session = Session(ws.project, ws.board, ws.resolver, ws.paths, options.parallel,
                       ws.fetch_config(options.offline))
     session.plan(targets)
-    graph = session.execution_graph(set(options.force))
+    if options.stop_after is None:
+        graph = session.execution_graph(set(options.force))
+    else:
+        # The targets as if forced (their tasks from what their stamps say
+        # is done), cut after stop_after; their dependencies as usual.
+        stopped = {r.pn for r in targets}
+        graph = _stop_after(session.execution_graph(set(options.force) | stopped), stopped, options.stop_after)
     ran = sorted({node.rsplit(":", 1)[0] for node in graph.nodes
                   if not node.endswith((":restore", ":fetch"))})
     for pn in ran:
@@ -144,6 +161,8 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
                 # source that changed after it was verified), 1 otherwise.
                 return BuildResult(status=session.failure_status, sigs=sigs, failed=list(failed), ran=ran,
                                    session=session)
+        if options.stop_after is not None:
+            return BuildResult(status=0, sigs=sigs, ran=ran, session=session)
         deployed = list(dict.fromkeys(out for out in (deploy(session, r) for r in targets) if out is not None))
         if key:
             plan = dict(sigs)
@@ -155,6 +174,15 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
         return BuildResult(status=0, sigs=sigs, deployed=deployed, ran=ran, session=session)
     finally:
         _unlock(session)
+
+
+def _stop_after(graph, pns: set[str], last: str):
+    """The execution graph without the tasks of ``pns`` after task ``last``."""
+    from .classes.base import TASKS
+
+    later = TASKS[TASKS.index(last) + 1:]
+    graph.remove_nodes_from([f"{pn}:{task}" for pn in pns for task in later if f"{pn}:{task}" in graph])
+    return graph
 
 
 def _unlock(session) -> None:
