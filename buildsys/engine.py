@@ -131,10 +131,12 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
     if options.stop_after is None:
         graph = session.execution_graph(set(options.force))
     else:
-        # The targets as if forced (their tasks from what their stamps say
-        # is done), cut after stop_after; their dependencies as usual.
+        # The targets as if forced (set up in their work dirs even when the
+        # store has their packages), cut after stop_after; their
+        # dependencies as usual.
         stopped = {r.pn for r in targets}
-        graph = _stop_after(session.execution_graph(set(options.force) | stopped), stopped, options.stop_after)
+        graph = _stop_after(session, session.execution_graph(set(options.force) | stopped), stopped,
+                            options.stop_after)
     ran = sorted({node.rsplit(":", 1)[0] for node in graph.nodes
                   if not node.endswith((":restore", ":fetch"))})
     for pn in ran:
@@ -152,7 +154,9 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
         fetch_many(needed, session.fetch_config)
     try:
         if graph.number_of_nodes() == 0:
-            print("nothing to do: every target is up to date", file=sys.stderr)
+            done = "every target is up to date" if options.stop_after is None else \
+                f"{', '.join(sorted(sigs))}: done up to {options.stop_after} in the work dir"
+            print(f"nothing to do: {done}", file=sys.stderr)
         else:
             failed = session.run(graph, options.keep_going, options.force)
             if failed:
@@ -176,13 +180,30 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
         _unlock(session)
 
 
-def _stop_after(graph, pns: set[str], last: str):
-    """The execution graph without the tasks of ``pns`` after task ``last``."""
+def _stop_after(session, graph, pns: set[str], last: str):
+    """The execution graph without the tasks of ``pns`` after task ``last``,
+    nor those up to ``last`` when the work dir is there from a run of them
+    with this signature (its stamps say so).  Plan's own resume needs a
+    fetch stamp, which unpack removes; here fetch is no part of the work
+    dir's state, and a devshell that unpacked again each time would throw
+    away what the user changed in /build/src."""
     from .classes.base import TASKS
 
-    later = TASKS[TASKS.index(last) + 1:]
-    graph.remove_nodes_from([f"{pn}:{task}" for pn in pns for task in later if f"{pn}:{task}" in graph])
+    upto = TASKS.index(last) + 1
+    for pn in pns:
+        stamps = session.recipe_paths(session.recipe(pn)).stamps
+        sig = session.sigs[pn]
+        done = not any(stamps.glob("*.running")) and all(_stamped(stamps / task, sig) for task in TASKS[1:upto])
+        drop = TASKS if done else TASKS[upto:]
+        graph.remove_nodes_from([f"{pn}:{task}" for task in drop if f"{pn}:{task}" in graph])
     return graph
+
+
+def _stamped(stamp: Path, sig: str) -> bool:
+    try:
+        return not stamp.is_symlink() and stamp.read_text() == sig
+    except OSError:
+        return False
 
 
 def _unlock(session) -> None:
