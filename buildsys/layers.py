@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import schema, yamlio
 from .errors import UserError, Where
-from .model import Layer
+from .model import GitPin, Layer
 from .parsecache import ParseCache
 
 PROJECT_FILE = "buildsys.yaml"
@@ -70,13 +70,51 @@ def _load_settings(root: Path) -> tuple[dict, dict[str, Where], list[Where]]:
     return settings, positions, layers_where
 
 
-def _load_layer(path: Path) -> tuple[Layer, yamlio.Map]:
+def _load_layer(path: Path, named_at: Where | None = None, git: GitPin | None = None) -> tuple[Layer, yamlio.Map]:
     config = path / "layer.yaml"
     data = yamlio.load(config)
     values = schema.validate_plain(data, schema.LAYER_KEYS, "layer config", required=("name",))
     if values["name"] == "core":
         raise UserError("the layer name 'core' is reserved for the project's own recipes", data.where("name"))
-    return Layer(values["name"], values["priority"], path, tuple(values["depends"]), str(config)), data
+    return Layer(values["name"], values["priority"], path, tuple(values["depends"]), str(config),
+                 named_at=named_at, git=git), data
+
+
+def load_layer(path: Path) -> tuple[Layer, yamlio.Map]:
+    """The layer in directory ``path`` (its layer.yaml checked), for `buildsys layer add`."""
+    if not (path / "layer.yaml").is_file():
+        raise UserError(f"no layer.yaml in {path}", Where(str(path)),
+                        hint="not a layer; `buildsys layer create DIR` makes one")
+    return _load_layer(path.resolve())
+
+
+def offline(settings: Mapping, environ: Mapping[str, str]) -> bool:
+    value = environ.get("BUILDSYS_OFFLINE")
+    if value:
+        return value.lower() not in ("0", "no", "false")
+    return bool(settings.get("offline"))
+
+
+def layer_dirs(root: Path, settings: dict, settings_where: dict[str, Where], layers_where: list[Where],
+               environ: Mapping[str, str]) -> list[tuple[Path, Where, GitPin | None]]:
+    """(directory, where it is named, git pin) of every ``layers:`` item; a git
+    item's directory is its checkout in the layer cache (made when missing)."""
+    named = settings_where.get("layers") or Where(str(root / PROJECT_FILE), 1, 1)
+    out: list[tuple[Path, Where, GitPin | None]] = []
+    cache: Path | None = None
+    for i, entry in enumerate(settings["layers"]):
+        where = layers_where[i] if i < len(layers_where) else named
+        if isinstance(entry, str):
+            out.append((root / entry, where, None))
+            continue
+        from . import layerrepo
+
+        if cache is None:
+            cache = layerrepo.cache_dir(settings, environ, root)
+        pin = layerrepo.pin_from_entry(entry)
+        at = entry.where("commit") if isinstance(entry, yamlio.Map) else where
+        out.append((layerrepo.materialize(pin, cache, at, offline(settings, environ)), where, pin))
+    return out
 
 
 def _scan(layer: Layer, project: Project) -> None:
@@ -105,25 +143,27 @@ def load_project(root: Path, environ=os.environ) -> Project:
     settings, settings_where, layers_where = _load_settings(root)
     core = Layer("core", 0, root, (), str(root / PROJECT_FILE))
     # (directory, where it is named) of every layer
-    dirs: list[tuple[Path, Where]] = []
+    # (directory, where it is named, git pin) of every layer; only layers:
+    # items are "named" (layer add/remove edit them).
+    dirs: list[tuple[Path, Where, GitPin | None]] = []
     layers_dir = root / "layers"
     if layers_dir.is_dir():
-        dirs += [(p, Where(str(p))) for p in sorted(layers_dir.iterdir()) if (p / "layer.yaml").is_file()]
-    named = settings_where.get("layers") or Where(str(root / PROJECT_FILE), 1, 1)
-    dirs += [(root / d, layers_where[i] if i < len(layers_where) else named)
-             for i, d in enumerate(settings["layers"])]
-    dirs += [(Path(d), Where("BUILDSYS_LAYERS")) for d in environ.get("BUILDSYS_LAYERS", "").split(":") if d]
+        dirs += [(p, Where(str(p)), None) for p in sorted(layers_dir.iterdir()) if (p / "layer.yaml").is_file()]
+    listed = len(dirs)
+    dirs += layer_dirs(root, settings, settings_where, layers_where, environ)
+    from_list = range(listed, len(dirs))
+    dirs += [(Path(d), Where("BUILDSYS_LAYERS"), None) for d in environ.get("BUILDSYS_LAYERS", "").split(":") if d]
     layers = [core]
     seen: dict[str, Layer] = {"core": core}
     configs: dict[str, yamlio.Map] = {}
-    for d, named_at in dirs:
+    for i, (d, named_at, pin) in enumerate(dirs):
         d = d.resolve()
         if any(layer.path == d for layer in layers):
             continue
         if not (d / "layer.yaml").is_file():
             raise UserError(f"no layer.yaml in layer directory {d}", named_at,
                             hint="a layer needs layers/<name>/layer.yaml")
-        layer, data = _load_layer(d)
+        layer, data = _load_layer(d, named_at if i in from_list else None, pin)
         if layer.name in seen:
             raise UserError(f"layer name '{layer.name}' used twice", data.where("name"),
                             hint=f"also {seen[layer.name].config}")

@@ -11,12 +11,26 @@ from .errors import Where
 
 
 @dataclass(frozen=True)
+class GitPin:
+    """Where a layer from git comes from: ``layers: [{url, commit, branch, path}]``."""
+
+    url: str
+    commit: str
+    branch: str | None = None
+    subdir: str | None = None      # the entry's ``path:``, the repository dir holding layer.yaml
+
+
+@dataclass(frozen=True)
 class Layer:
     name: str
     priority: int
     path: Path
     depends: tuple[str, ...] = ()
     config: str = ""           # the layer.yaml (or buildsys.yaml for the core)
+    # The ``layers:`` item naming it (buildsys.yaml or local.yaml), None for
+    # layers/<name>/ of the project, the core and BUILDSYS_LAYERS.
+    named_at: Where | None = field(default=None, compare=False)
+    git: GitPin | None = None  # set for a layer pinned from git (a checkout in the layer cache)
 
     @property
     def recipes_dir(self) -> Path:

@@ -5,7 +5,9 @@ reproduce`` checks a project against them and ``buildsys diff`` compares two:
 
 * ``project``: the project's git commit and dirty state (when it is a git
   checkout), the settings that shape outputs, and for every layer in effect
-  its name, priority, path (relative to the project) and the sha256 of every
+  its name, priority, path (relative to the project), its ``origin`` (the
+  URL and pinned commit of a layer from git; the commit and dirty state of
+  any layer in a git tree: ``layer_origin``) and the sha256 of every
   file the build read from it -- layer.yaml (buildsys.yaml for the core), the
   build environment's lock file, the board config, recipe files, appends and
   every file a recipe or the board names (patches, config fragments, local
@@ -122,6 +124,20 @@ def read_files(project, board, recipes: Iterable[Recipe]) -> dict[str, dict[str,
     return {name: dict(sorted(found.items())) for name, found in files.items()}
 
 
+def layer_origin(layer: Layer) -> dict:
+    """Where a layer came from: for one pinned from git its URL, commit and the
+    repository dir holding it (``url``, ``commit``, ``subdir``); for any layer
+    in a git tree (a pinned checkout, the project's own, a sibling repository)
+    the tree's HEAD and whether the layer's directory has uncommitted changes
+    (``commit``, ``dirty``: None outside git)."""
+    state = git_state(layer.path)
+    out: dict = {"url": None, "subdir": None, **state}
+    if layer.git is not None:
+        # The checkout's HEAD is the pinned commit: loading the project refuses anything else.
+        out.update(url=layer.git.url, subdir=layer.git.subdir)
+    return out
+
+
 def project_record(project, board, recipes: Iterable[Recipe]) -> dict:
     """The manifest's ``project``: git state, output-shaping settings, layers and the files read."""
     files = read_files(project, board, recipes)
@@ -131,7 +147,8 @@ def project_record(project, board, recipes: Iterable[Recipe]) -> dict:
         real = os.path.realpath(layer.path)
         inside = real == root or real.startswith(root.rstrip("/") + "/")
         layers.append({"name": layer.name, "priority": layer.priority,
-                       "path": os.path.relpath(real, root) if inside else None, "files": files[layer.name]})
+                       "path": os.path.relpath(real, root) if inside else None, "files": files[layer.name],
+                       "origin": layer_origin(layer)})
     return {**git_state(Path(project.root)),
             "settings": {key: project.settings.get(key) for key in OUTPUT_SETTINGS},
             "layers": layers}

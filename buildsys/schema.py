@@ -554,9 +554,11 @@ RECIPE_KEYS: dict[str, Setting] = {
 APPEND_ONLY = {"format", "overrides"}
 META_KEYS = {"format", "overrides"}
 
+# A layer's name: also a directory name and a word in messages and manifests.
+LAYER_NAME = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
 LAYER_KEYS: dict[str, Setting] = {
     "format": Int(),
-    "name": Str(),
+    "name": Pattern(LAYER_NAME, "a layer name (letters, digits, '.', '_', '+', '-'; a letter or digit first)"),
     "priority": Int(1),
     "depends": StrList([]),
     "summary": Str(),
@@ -576,9 +578,41 @@ class SshKeys(StrList):
         return check_setting(value, lambda i: _at(value, i, where))
 
 
+class LayerEntry(Setting):
+    """One item of ``layers:``: a directory (relative to the project), or a git
+    repository pinned to a commit, kas-style: ``{url, commit, branch, path}``
+    (layerrepo.py clones and checks it).  A mapping is returned as the Map it
+    is, so later errors can point at its keys."""
+
+    __slots__ = ()
+    what = "a layer directory or a mapping {url, commit, branch, path}"
+    kind_doc = "directory, or mapping (url, commit, branch, path)"
+    KEYS: dict[str, Setting] = {
+        "url": Str(doc="the git repository (https://, ssh://, file://, git@host:path)"),
+        "commit": Str(doc="the full 40-hex commit the layer is pinned to"),
+        "branch": Str(doc="the branch the commit must be on (checked when fetched)"),
+        "path": Pattern(r"(?!/)(?!(?:.*/)?\.\.(?:/|$))[^\0]+", "a relative path inside the repository",
+                        doc="the directory of the repository holding layer.yaml (default: its top)"),
+    }
+
+    def parse(self, value, where, layer=""):
+        if value.__class__ is str:
+            return value
+        if not isinstance(value, dict):
+            self.fail(value, where)
+        value = Struct(self.KEYS, required=("url", "commit"), name="a git layer").parse(value, where, layer)
+        commit = value["commit"]
+        if not _FULL_COMMIT.fullmatch(commit):
+            raise UserError(f"commit '{commit}' is not a full 40-hex commit id", _at(value, "commit", where),
+                            hint="pin the whole hash (git rev-parse), or run `buildsys layer update NAME`")
+        return value
+
+
 PROJECT_KEYS: dict[str, Setting] = {
     "format": Int(),
-    "layers": StrList([]),
+    "layers": ListOf(LayerEntry(), []),
+    # Where git-pinned layers are cloned (default ~/.cache/buildsys/layers; env BUILDSYS_LAYER_CACHE wins).
+    "layer_cache": Str(None, "directory of the git layers' mirrors and checkouts, shared between projects"),
     "default_board": Str("x86-virtio"),
     "premirrors": StrList([]),
     "mirrors": StrList(None),

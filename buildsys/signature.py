@@ -45,6 +45,9 @@ NOT_OUTPUT_SHAPING = (
     "buildenv/lockupdate.py",
     "legal.py", "sbom.py", "size.py",   # compliance: SBOM, legal-info, size report and budget (they only check/report)
     "imagediff.py", "provenance.py", "reproduce.py", "treedigest.py",  # manifests, reproduce, diff (they only read)
+    # Layers: cloning git-pinned layers, editing layers: lists, writing a new layer (layer
+    # files are hashed by content where recipes use them, wherever they come from).
+    "layerconfig.py", "layerrepo.py", "layerscaffold.py",
     # Only the image class uses these: hashed into its version (classes/image.py Image.helpers).
     "image/elf.py", "image/ext4.py", "image/finalize.py",
 )
