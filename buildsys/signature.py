@@ -33,7 +33,8 @@ OUTPUT_SHAPING = (
 # What only reads input, plans, schedules, talks to users or servers, or
 # checks sha256s (outputs do not depend on how): covered by the values and
 # checksums the signature holds instead.
-NOT_OUTPUT_SHAPING_DIRS = ("commands/",)
+# recipetool/ (`buildsys recipe new`) only writes a new recipe file, which builds read like any other.
+NOT_OUTPUT_SHAPING_DIRS = ("commands/", "recipetool/")
 # Build classes: each hashed with its whole module by BuildClass.version().
 PER_CLASS_DIR = "classes/"
 NOT_OUTPUT_SHAPING = (

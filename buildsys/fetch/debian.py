@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,39 @@ class DebianArchive:
                     break
         return None
 
+    def locate_upstream(self, project: str, version: str, ext: str = "") -> list[tuple[str, str, int, Located]]:
+        """Orig tarballs of the source packages named like ``project``, at
+        ``version``, for a file whose sha256 nobody knows yet (``buildsys
+        recipe new``): [(package, file, rank, Located)], best first.
+
+        Debian names an upstream tarball ``<package>_<version>.orig.tar.<ext>``,
+        and the package is often not upstream's name (cJSON is cjson, inih is
+        libinih, libuv is libuv1), hence the loose name match.  Rank 0: the
+        version and compression are upstream's (usually the same bytes); 1:
+        another compression; 2: a repack (``+dfsg``, ``+ds``...).  Nothing
+        here vouches for the bytes: the caller hashes what it downloads and
+        tells the user where the sha256 came from."""
+        want = _name_key(project)
+        found: dict[str, tuple[str, str, int, Located]] = {}
+        for suite, component in self._indices(SUITES):
+            for key, located in self._index(suite, component).items():
+                if key[0] != "name":
+                    continue
+                package, filename = key[1], key[2]
+                m = _ORIG.match(filename)
+                if not m or m["package"] != package or not _names_match(want, package):
+                    continue
+                if m["version"] == version:
+                    rank = 0 if not ext or m["ext"] == ext else 1
+                elif m["version"].startswith((version + "+", version + "~")):
+                    rank = 2
+                else:
+                    continue
+                best = found.get(located.sha256)
+                if best is None or rank < best[2]:
+                    found[located.sha256] = (package, filename, rank, located)
+        return sorted(found.values(), key=lambda c: (c[2], c[0], c[1]))
+
     # --- indices ------------------------------------------------------------------
     def _indices(self, suites):
         for suite in suites:
@@ -129,6 +163,21 @@ class DebianArchive:
                 path.write_bytes(lzma.compress(b""))
             finally:
                 part.unlink(missing_ok=True)
+
+
+_ORIG = re.compile(r"^(?P<package>[a-z0-9][a-z0-9.+-]*)_(?P<version>[^_/]+)"
+                   r"\.orig\.tar\.(?P<ext>gz|bz2|xz|zst|lz|lzma)$")
+
+
+def _name_key(name: str) -> str:
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    return key[3:] if key.startswith("lib") and len(key) > 3 else key
+
+
+def _names_match(want: str, package: str) -> bool:
+    """``libinih`` is inih, ``libuv1`` is libuv (a soname digit), ``cjson`` is cJSON."""
+    key = _name_key(package)
+    return key == want or (not want[-1:].isdigit() and re.sub(r"\d+$", "", key) == want)
 
 
 def _parse_sources(path: Path, base: str) -> dict:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from filelock import FileLock
 
 from ..errors import ChecksumError, FetchError, NetworkAccessError
-from . import git
+from . import git, http
 from .backends import DebianBackend, archive, backend_for
 from .checksum import local_checksum, record_verified, sha256_file, verified
 from .http import NotFound
@@ -182,3 +183,104 @@ def _download_verified(source: Source, config: FetchConfig, final: Path) -> Path
                                  f"nor in a local mirror: " + "; ".join(tried), source.where)
     raise FetchError(f"could not fetch {source.name}: " + "; ".join(tried), source.where,
                      hint="check the URL, or add a mirror (BUILDSYS_MIRRORS / 'mirrors:' in buildsys.yaml)")
+
+
+# --- a source whose sha256 is not known yet (buildsys recipe new) ------------------------------
+@dataclass(frozen=True)
+class Learned:
+    """A file downloaded to learn its sha256, and where its bytes came from."""
+
+    path: Path
+    sha256: str
+    origin: str                                  # "upstream", "mirror <url>", "Debian archive (<pkg>/<file>)"
+    debian: tuple[str, str, int] | None = None   # (package, file, rank) when found in the archive by name
+
+
+def fetch_learning_sha256(source: Source, config: FetchConfig, project: str = "", version: str = "") -> Learned:
+    """Download ``source`` (which has no sha256 yet) and hash it: the path
+    ``buildsys recipe new`` takes to write a recipe's first sha256.
+
+    The mirror order is the usual one; with no sha256 to look up, the Debian
+    archive is searched by name instead: the orig tarballs of source packages
+    named like ``project`` at ``version`` (``DebianArchive.locate_upstream``),
+    each checked against the size and sha256 its index lists.  A file that is
+    not the upstream file under its own name (another compression, a repack)
+    is kept under the archive's file name, so it never poses as upstream's.
+    The file is recorded as verified with the sha256 found, so the recipe's
+    first fetch finds it in the download dir."""
+    if source.is_local:
+        path = local_path(source)
+        if not path.is_file():
+            raise FetchError(f"{path}: no such file", source.where)
+        return Learned(path, sha256_file(path), "local file")
+    _check_name(source)
+    if config.offline:
+        raise NetworkAccessError(f"offline: cannot download {source.url} to learn its sha256", source.where)
+    dl = config.dl_dir
+    dl.mkdir(parents=True, exist_ok=True)
+    (dl / ".locks").mkdir(exist_ok=True)
+    tried: list[str] = []
+    for label, url in _candidates(source, config):
+        if url.startswith("debian-sha256:"):
+            learned = _learn_from_debian(source, config, project, version, tried)
+            if learned is not None:
+                return learned
+            continue
+        final = dl / source.name
+        with FileLock(str(dl / ".locks" / (source.name + ".lock"))):
+            part = final.with_name(final.name + ".part")
+            part.unlink(missing_ok=True)     # no resume: nothing could tell a stale start from a good one
+            try:
+                backend_for(url).download(url, part, config)
+            except (NotFound, FetchError) as exc:
+                part.unlink(missing_ok=True)
+                tried.append(f"{label}: {exc.message}")
+                continue
+            actual = sha256_file(part)
+            os.replace(part, final)
+            record_verified(final, actual)
+        return Learned(final, actual, label if label != "upstream" else "upstream")
+    raise FetchError(f"could not fetch {source.name}: " + "; ".join(tried), source.where,
+                     hint="check the URL (or --name/--version, which the Debian archive lookup uses), "
+                          "or download the file and give its path")
+
+
+def _learn_from_debian(source: Source, config: FetchConfig, project: str, version: str,
+                       tried: list[str]) -> Learned | None:
+    if not project or not version:
+        tried.append("Debian archive: no name and version to look for")
+        return None
+    ext = source.name.rsplit(".tar.", 1)[1] if ".tar." in source.name else ""
+    try:
+        candidates = archive(config).locate_upstream(project, version, ext)
+    except FetchError as exc:
+        tried.append(f"Debian archive: {exc.message}")
+        return None
+    if not candidates:
+        tried.append(f"Debian archive: no orig tarball of a source package named like '{project}' at "
+                     f"version {version}")
+        return None
+    for package, filename, rank, located in candidates:
+        # The upstream name only for what is upstream's file under Debian's name.
+        name = source.name if rank == 0 else filename
+        final = config.dl_dir / name
+        with FileLock(str(config.dl_dir / ".locks" / (name + ".lock"))):
+            part = final.with_name(final.name + ".part")
+            part.unlink(missing_ok=True)
+            try:
+                http.download(located.url, part, config.progress, label=filename)
+            except FetchError as exc:
+                part.unlink(missing_ok=True)
+                tried.append(f"Debian archive {package}/{filename}: {exc.message}")
+                continue
+            actual = sha256_file(part)
+            size = part.stat().st_size
+            if actual != located.sha256 or size != located.size:
+                part.unlink(missing_ok=True)
+                tried.append(f"Debian archive {package}/{filename}: got sha256 {actual} ({size} bytes), the index "
+                             f"lists {located.sha256} ({located.size} bytes)")
+                continue
+            os.replace(part, final)
+            record_verified(final, actual)
+        return Learned(final, actual, f"Debian archive ({package}/{filename})", (package, filename, rank))
+    return None

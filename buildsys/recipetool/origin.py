@@ -1,0 +1,223 @@
+"""What ``buildsys recipe new`` was given (a release URL, a local tarball, a
+git repository), the name and version it suggests, and fetching it through
+the normal fetcher into the download dir.
+
+The result is the source entry to write (upstream URL and the sha256 just
+learned, or git URL and the full commit it resolved), the fetched file, and
+what the user should know about where the bytes came from.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..errors import FetchError, UserError, Where
+from ..fetch import git as gitfetch
+from ..fetch.fetcher import fetch_learning_sha256
+from ..fetch.source import FetchConfig, Source
+from ..fetch.unpack import TAR_SUFFIXES
+
+_ARCHIVE_SUFFIXES = tuple(sorted(TAR_SUFFIXES + (".zip",), key=len, reverse=True))
+# name-version: the version starts at the first "-<digit>" (or "-v<digit>", "_<digit>").
+_NAME_VERSION = re.compile(r"^(?P<name>.+?)[-_](?:v(?=\d))?(?P<version>\d[\w.+~-]*)$")
+_GITHUB_ARCHIVE = re.compile(r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+)/archive/(?:refs/tags/)?(?P<tag>.+?)"
+                             r"(?P<ext>\.tar\.gz|\.tar\.bz2|\.tar\.xz|\.tgz|\.zip)$")
+_WHERE = Where("command line")
+
+
+@dataclass
+class Origin:
+    """A fetched source, ready to be written into a recipe."""
+
+    name: str                      # upstream's name (cJSON), for the Debian lookup and messages
+    version: str
+    entry: dict                    # the source entry: {url, sha256[, name]} or {git, rev}
+    path: Path                     # the fetched file (archive, or git tarball)
+    strip: int = 1
+    comments: list[str] = field(default_factory=list)   # written above the source entry
+    notes: list[str] = field(default_factory=list)      # things to check
+
+
+def split_name(filename: str) -> tuple[str, str | None]:
+    """``foo-1.2.3.tar.gz`` -> (foo, 1.2.3); ``foo.tar.gz`` -> (foo, None)."""
+    base = filename
+    for suffix in _ARCHIVE_SUFFIXES:
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    m = _NAME_VERSION.match(base)
+    if m:
+        return m["name"], m["version"]
+    return base, None
+
+
+def recipe_name(name: str) -> str:
+    """A recipe name from upstream's: lower case, letters, digits, '.', '+' and '-'."""
+    out = re.sub(r"[^a-z0-9.+-]+", "-", name.lower()).strip("-.")
+    return out or "unnamed"
+
+
+def is_git(spec: str) -> bool:
+    if spec.startswith(("git+", "git://", "ssh://")) or re.match(r"^[\w.-]+@[\w.-]+:", spec):
+        return True
+    if re.match(r"^https?://", spec):
+        return urlsplit(spec).path.rstrip("/").endswith(".git")
+    path = Path(spec[len("file://"):] if spec.startswith("file://") else spec)
+    return path.is_dir() and ((path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir()))
+
+
+def fetch_origin(spec: str, config: FetchConfig, name: str | None, version: str | None,
+                 rev: str | None) -> Origin:
+    if is_git(spec):
+        return _git_origin(spec, config, name, version, rev)
+    if rev:
+        raise UserError("--rev is for git sources", Where("--rev"))
+    local = spec[len("file://"):] if spec.startswith("file://") else (spec if "://" not in spec else None)
+    if local is not None:
+        path = Path(unquote(local)).absolute()
+        if path.is_dir():
+            raise UserError(f"{path} is a directory but not a git repository", _WHERE,
+                            hint="commit it to git and give the repository, or give a release tarball")
+        if not path.is_file():
+            raise UserError(f"{path}: no such file", _WHERE, hint="give a URL, a tarball or a git repository")
+        return _archive_origin(path.as_uri(), path.name, config, name, version, local=True)
+    if not re.match(r"^https?://", spec):
+        raise UserError(f"'{spec}' is neither an http(s) URL, a local file nor a git repository", _WHERE,
+                        hint="e.g. https://example.org/foo-1.0.tar.gz, ./foo-1.0.tar.gz, git+https://.../foo.git")
+    parts = urlsplit(spec)
+    filename = os.path.basename(unquote(parts.path))
+    return _archive_origin(spec, filename, config, name, version, local=False)
+
+
+def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | None, version: str | None,
+                    local: bool) -> Origin:
+    up_name, up_version = split_name(filename)
+    download_name = None
+    github = _GITHUB_ARCHIVE.match(urlsplit(url).path) if urlsplit(url).hostname == "github.com" else None
+    if github:
+        # .../archive/v1.7.18.tar.gz: the repository is the name, the tag the version,
+        # and the file needs a name of its own in the download dir.
+        up_name = github["repo"]
+        tag = github["tag"]
+        tag = tag[len(up_name) + 1:] if tag.lower().startswith(up_name.lower() + "-") else tag
+        up_version = re.sub(r"^(?:v|r|release-|version-)(?=\d)", "", tag)
+    name = name or up_name
+    version = version or up_version
+    if not version:
+        raise UserError(f"cannot tell the version from '{filename}'", _WHERE, hint="give it with --version")
+    rname = recipe_name(name)
+    if github:
+        download_name = f"{rname}-{version}{github['ext']}"
+    source = Source(url, filename=download_name, where=_WHERE)
+    learned = fetch_learning_sha256(source, config, project=name, version=version)
+    templated = _template(url, version)
+    entry: dict = {"url": templated, "sha256": learned.sha256}
+    if download_name:
+        entry["name"] = "${name}-${version}" + github["ext"] if github else download_name
+    comments: list[str] = []
+    notes: list[str] = []
+    if local:
+        comments.append(f"sha256 computed by 'buildsys recipe new' on the local file {filename}")
+        notes.append("the source is a local file (file:// URL): put the upstream URL in its place "
+                     "(the sha256 stays) before you share the layer")
+    elif learned.debian is not None:
+        package, debfile, rank = learned.debian
+        if rank == 0:
+            comments.append(f"sha256 computed by 'buildsys recipe new' on Debian's {debfile}, taken for "
+                            "upstream's file (Debian ships upstream tarballs as they are, usually)")
+            notes.append(f"the sha256 is that of Debian's {debfile} (upstream was not reachable): check it "
+                         "against upstream's published checksum or signature")
+        else:
+            entry = {"url": f"debian:{package}/" + _template(debfile, version), "sha256": learned.sha256}
+            comments.append(f"upstream's {filename} was not reachable and Debian's {debfile} is not the same "
+                            "file (another compression, or repacked); sha256 computed by 'buildsys recipe new'")
+            notes.append(f"the source is Debian's {debfile} (debian: URL), not upstream's file: compare the trees "
+                         f"or find upstream's sha256 ({url})")
+    else:
+        comments.append(f"sha256 computed by 'buildsys recipe new' on the file from {learned.origin}")
+        notes.append("check the sha256 against upstream's published checksum or signature")
+    return Origin(name, version, entry, learned.path, comments=comments, notes=notes)
+
+
+def _template(text: str, version: str) -> str:
+    """``${version}`` wherever the version appears in a URL's path (the host keeps it)."""
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        host, _, path = rest.partition("/")
+        return f"{scheme}://{host}/" + path.replace(version, "${version}") if path else text
+    return text.replace(version, "${version}")
+
+
+# --- git -------------------------------------------------------------------------------------
+def _run_git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, env=dict(os.environ, **gitfetch.GIT_ENV), capture_output=True,
+                          text=True)
+
+
+def _git_origin(spec: str, config: FetchConfig, name: str | None, version: str | None,
+                rev: str | None) -> Origin:
+    url = spec[len("git+"):] if spec.startswith("git+") else spec
+    notes: list[str] = []
+    worktree = None
+    if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):
+        worktree = Path(url).absolute()
+        url = worktree.as_uri()
+    elif url.startswith("file://"):
+        worktree = Path(unquote(urlsplit(url).path))
+    if config.offline:
+        raise UserError(f"offline: cannot resolve {url}", _WHERE)
+    commit = _resolve(url, rev or "HEAD")
+    source = Source("git+" + url, rev=commit, where=_WHERE)
+    path = gitfetch.fetch(source, config.dl_dir, config.offline)
+    mirror = gitfetch.mirror_dir(source, config.dl_dir)
+    if worktree is not None and (worktree / ".git").exists():
+        dirty = _run_git(["status", "--porcelain", "--untracked-files=no"], cwd=worktree).stdout.strip()
+        if dirty and not rev:
+            notes.append(f"{worktree} has uncommitted changes: the recipe builds commit {commit[:12]} without them")
+    base = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] if "://" in url else url.rsplit(":", 1)[-1]
+    base = base.rsplit("/", 1)[-1]
+    base = base[:-4] if base.endswith(".git") else base
+    name = name or base
+    version = version or _git_version(mirror, commit)
+    notes.append(f"the recipe is pinned to commit {commit} ({'--rev ' + rev if rev else 'the HEAD'} of {url}); "
+                 "move 'rev:' deliberately to update it")
+    comments = [f"commit resolved by 'buildsys recipe new' from {rev or 'HEAD'}"]
+    return Origin(name, version, {"git": url, "rev": commit}, path, comments=comments, notes=notes)
+
+
+def _resolve(url: str, ref: str) -> str:
+    """The full commit id ``ref`` names in the repository at ``url``."""
+    if gitfetch.FULL_SHA.match(ref):
+        return ref
+    proc = _run_git(["ls-remote", "--", url, ref])
+    if proc.returncode != 0:
+        reason = next((line for line in proc.stderr.splitlines() if line.startswith(("fatal:", "error:"))),
+                      proc.stderr.strip()[:200])
+        raise FetchError(f"git ls-remote {url} failed: {reason}", _WHERE)
+    refs: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        sha, _, refname = line.partition("\t")
+        refs[refname] = sha
+    for candidate in (f"{ref}^{{}}", f"refs/tags/{ref}^{{}}", ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+        if candidate in refs:
+            return refs[candidate]
+    if refs:
+        return next(sha for refname, sha in sorted(refs.items()) if not refname.endswith("^{}"))
+    raise FetchError(f"{url}: no branch or tag '{ref}'", Where("--rev") if ref != "HEAD" else _WHERE,
+                     hint="give a branch, a tag or a full commit id with --rev")
+
+
+def _git_version(mirror: Path, commit: str) -> str:
+    """The tag at the commit (without a leading v); else <tag>+git<n>.<short>; else 0+git<date>.<short>."""
+    described = _run_git(["describe", "--tags", "--long", commit], cwd=mirror)
+    if described.returncode == 0:
+        m = re.match(r"^(?P<tag>.+)-(?P<n>\d+)-g(?P<short>[0-9a-f]+)$", described.stdout.strip())
+        if m:
+            tag = re.sub(r"^(?:v|r|release-|version-)(?=\d)", "", m["tag"])
+            return tag if m["n"] == "0" else f"{tag}+git{m['n']}.{commit[:7]}"
+    date = _run_git(["show", "-s", "--format=%cd", "--date=format:%Y%m%d", commit], cwd=mirror)
+    return f"0+git{date.stdout.strip() or '0'}.{commit[:7]}"
