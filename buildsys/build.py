@@ -12,7 +12,7 @@ from typing import IO
 
 import networkx as nx
 
-from . import buildenv, signature
+from . import buildenv, incremental, signature
 from .cache import open_cache
 from .classes.base import SANDBOX_DEST, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC, SANDBOX_SYSROOT
 from .errors import BuildError, UserError, Where
@@ -152,6 +152,9 @@ class Session:
             running.unlink(missing_ok=True)
         if task != "restore":
             atomic_write(paths.stamps / task, self.sigs[pn])
+        if task == "compile":
+            # What the object dir now holds: the next build may keep it (incremental.py).
+            atomic_write(paths.stamps / incremental.WORKDIR_RECORD, incremental.record(self.sigs[pn], self.sigdata[pn]))
         elapsed = time.monotonic() - started
         with open(log_path, "a") as log:
             log.write(f"# done in {elapsed:.1f}s\n")

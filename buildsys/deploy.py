@@ -68,6 +68,7 @@ def deploy(session, recipe) -> Path | None:
     recipes = []
     toolchain = None
     libc: dict[str, dict] = {}
+    live: list[str] = []
     closure = nx.ancestors(session.rgraph, recipe.pn) | {recipe.pn}
     for pn in sorted(closure):
         meta = session.package_meta(pn)
@@ -76,12 +77,19 @@ def deploy(session, recipe) -> Path | None:
             toolchain = data["extra"]["toolchain"]
         if data.get("extra", {}).get("libc"):
             libc[pn] = _libc_record(session, pn, data["extra"]["libc"])
-        recipes.append({"name": pn, "version": meta.get("version"), "license": meta.get("license"),
-                        "sources": meta.get("sources"), "signature": session.sigs[pn],
-                        **provenance.recipe_record(session, pn)})
+        entry = {"name": pn, "version": meta.get("version"), "license": meta.get("license"),
+                 "sources": meta.get("sources"), "signature": session.sigs[pn],
+                 **provenance.recipe_record(session, pn)}
+        if session.recipe(pn).get("live_source"):
+            entry["live_source"] = True
+            live.append(pn)
+        recipes.append(entry)
     manifest = {"image": recipe.name, "board": session.board.name, "arch": session.board.arch,
                 "version": recipe.version, "signature": session.sigs[recipe.pn], "toolchain": toolchain,
-                "recipes": recipes, "files": files}
+                "recipes": recipes, "files": files,
+                # Built from a developer's working tree (`buildsys source --local`):
+                # nothing pinned says what those sources were.
+                "reproducible_from_pinned_sources": not live, "live_sources": live}
     if libc:
         # Files from the toolchain: each one's sha256, and which the image kept.
         kept = size.rootfs_record(tree, recipe.name, session.board.name)
@@ -92,6 +100,9 @@ def deploy(session, recipe) -> Path | None:
     manifest.update(provenance.image_record(session, recipe, closure))
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"deployed {recipe.name} to {out}:", file=sys.stderr)
+    if live:
+        print(f"  note: built from live sources ({', '.join(live)}): not reproducible from pinned sources "
+              "(`buildsys source RECIPE --reset` goes back to the recipe's)", file=sys.stderr)
     for name, info in sorted(files.items()):
         print(f"  {name:<40} {_human(info['size']):>10}  sha256 {info['sha256'][:16]}", file=sys.stderr)
     # The SPDX document, and the rootfs file list in the manifest (docs/compliance.md).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from . import signature
+from . import incremental, signature
 from .classes.base import TASKS
 from .graph import recipe_graph, task_graph
 from .model import Recipe
@@ -23,6 +23,9 @@ class Plan:
         self.rgraph: nx.DiGraph = recipe_graph(resolver, targets)
         self.sigs: dict[str, str] = {}
         self.sigdata: dict[str, dict] = {}
+        # pn -> how much of its last work dir this build keeps (incremental.CONFIGURE/SYNC)
+        self.reuse: dict[str, str] = {}
+        self.incremental = bool(resolver.project.settings.get("incremental", True))
         for pn in nx.topological_sort(self.rgraph):
             recipe = self.recipe(pn)
             build_class = resolver.build_class(recipe)
@@ -43,6 +46,7 @@ class Plan:
         """The tasks to run: nothing for what the package store has, a
         restore for what the cache has, the remaining tasks for the rest."""
         full = task_graph(self.rgraph)
+        self.reuse = {}
         nodes: set[str] = set()
         restore: set[str] = set()
         visited: set[str] = set()
@@ -57,9 +61,12 @@ class Plan:
             if pn not in force and cached(self.sigs[pn]):
                 restore.add(pn)
                 continue
-            nodes.update(self._tasks_to_run(pn, stamps_dir(self.recipe(pn))))
+            nodes.update(self._tasks_to_run(pn, stamps_dir(self.recipe(pn)), pn in force))
             stack.extend(self.rgraph.predecessors(pn))
         graph = full.subgraph(nodes).copy()
+        for pn, how in self.reuse.items():
+            if how == incremental.CONFIGURE and f"{pn}:configure" in graph:
+                graph.add_edge(f"{pn}:fetch", f"{pn}:configure")
         for pn in restore:
             node = f"{pn}:restore"
             graph.add_node(node, recipe=self.recipe(pn), task="restore")
@@ -68,10 +75,13 @@ class Plan:
                     graph.add_edge(node, f"{user}:configure")
         return graph
 
-    def _tasks_to_run(self, pn: str, stamps: Path) -> list[str]:
-        """All tasks, minus a prefix already done for this signature (a build killed midway resumes)."""
+    def _tasks_to_run(self, pn: str, stamps: Path, forced: bool = False) -> list[str]:
+        """All tasks, minus a prefix already done for this signature (a build
+        killed midway resumes), or minus unpack and patch when the last work
+        dir may be kept (incremental.py)."""
         sig = self.sigs[pn]
         start = 0
+        self.reuse.pop(pn, None)
         if stamps.is_dir() and any(stamps.glob("*.running")):
             # A task was killed midway: its half-written outputs (truncated
             # objects with fresh times) could fool make, so start afresh.
@@ -82,4 +92,11 @@ class Plan:
                 start = i + 1
             else:
                 break
+        if start == 0 and not forced and self.incremental:
+            how = incremental.reuse(incremental.read_record(stamps), self.sigdata[pn], self.recipe(pn).class_name)
+            if how is not None:
+                self.reuse[pn] = how
+                # fetch stays: it is what checks the sources are still there.
+                skip = ("unpack", "patch") if how == incremental.CONFIGURE else ()
+                return [f"{pn}:{task}" for task in TASKS if task not in skip]
         return [f"{pn}:{task}" for task in TASKS[start:]]

@@ -89,6 +89,8 @@ def referenced_files(recipes) -> list[str]:
 
     for recipe in recipes:
         walk(recipe.values)
+        if recipe.values.get("live_source"):
+            found.add(recipe.values["live_source"])   # a working tree: every edit is a new plan
     return sorted(found)
 
 

@@ -88,6 +88,10 @@ def load_manifest(path: Path, need_format: int | None = None) -> dict:
                 isinstance(la, dict) and isinstance(la.get("name"), str) and isinstance(la.get("priority"), int)
                 and isinstance(la.get("files"), dict) for la in project["layers"]):
             raise UserError("the manifest's project record is missing or malformed", Where(str(path), 1, 1))
+        if data.get("live_sources"):
+            raise UserError(f"the image was built from live sources ({', '.join(map(str, data['live_sources']))}), "
+                            "which nothing pinned describes", Where(str(path), 1, 1),
+                            hint="`buildsys source RECIPE --reset`, build and deploy again, then reproduce that")
     return data
 
 

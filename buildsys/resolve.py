@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from . import classes, schema, sshkeys, yamlio
+from . import classes, livetree, schema, sshkeys, yamlio
 from .classes.base import SANDBOX_DEST, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC, SANDBOX_SYSROOT, BuildClass
 from .errors import UserError, Where
 from .expand import expand_value
@@ -63,6 +63,7 @@ class Resolver:
         self._class_tables: dict[type, tuple[dict, list, tuple]] = {}
         self._classes: dict[str, type[BuildClass]] = {}
         self._board_vars: dict[str, dict[str, str]] = {}
+        self.check_live_sources()
 
     # --- files ----------------------------------------------------------------
     def _parse_all(self) -> dict:
@@ -217,7 +218,37 @@ class Resolver:
             value = values.get(key)
             if value:
                 _check_files(value)
+        live = self.project.settings.get("live_sources")
+        if live and name in live:
+            self._go_live(recipe, live[name])
         return recipe
+
+    def _go_live(self, recipe: Recipe, value: str) -> None:
+        """``buildsys source NAME --local DIR``: the working tree replaces the
+        recipe's sources, and its patches (the tree is the patched source)."""
+        where = self.project.settings_where.get("live_sources")
+        path = livetree.resolve_dir(self.project.root, value)
+        if not path.is_dir():
+            raise UserError(f"live source of '{recipe.name}' is {path}, which is not a directory", where,
+                            hint=f"`buildsys source {recipe.name} --reset` builds from the recipe's sources again")
+        recipe.values["live_source"] = str(path.resolve())
+        recipe.values["sources"] = []
+        recipe.values["patches"] = []
+        recipe.history.setdefault("live_source", []).append(HistoryEntry("=", where, str(path), "live source"))
+
+    def check_live_sources(self) -> None:
+        """live_sources: per machine (local.yaml), and naming recipes that exist."""
+        live = self.project.settings.get("live_sources") or {}
+        if not live:
+            return
+        where = self.project.settings_where.get("live_sources")
+        if where is not None and not where.path.endswith("local.yaml"):
+            raise UserError("live_sources belongs in local.yaml (it names directories of this machine)", where,
+                            hint="move it to local.yaml, or use `buildsys source RECIPE --local DIR`")
+        for name in live:
+            if name not in self.project.recipe_files:
+                raise UserError(f"live_sources names recipe '{name}', which no layer has", where,
+                                hint=schema.suggest(name, self.project.recipe_files) or "see `buildsys recipes`")
 
     def _apply_overrides(self, values, history, params, blocks, variant: str) -> None:
         arch = HOST_ARCH if variant == "native" else self.board.arch

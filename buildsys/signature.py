@@ -27,8 +27,8 @@ from .model import FileRef, Recipe, SourceEntry
 OUTPUT_SHAPING = (
     "artifact.py", "build.py", "executor.py", "fileio.py", "kconfiglines.py", "rootfs.py", "safetar.py",
     "sandbox.py", "store.py", "tasks.py", "classes/base.py", "fetch/git.py", "fetch/patch.py",
-    "fetch/source.py", "fetch/unpack.py", "image/__init__.py", "image/disk.py", "image/gpt.py", "image/mbr.py",
-    "image/squashfs.py", "image/vfat.py", "buildenv/__init__.py", "buildenv/assemble.py",
+    "fetch/source.py", "fetch/unpack.py", "livesync.py", "image/__init__.py", "image/disk.py", "image/gpt.py",
+    "image/mbr.py", "image/squashfs.py", "image/vfat.py", "buildenv/__init__.py", "buildenv/assemble.py",
 )
 # What only reads input, plans, schedules, talks to users or servers, or
 # checks sha256s (outputs do not depend on how): covered by the values and
@@ -46,6 +46,11 @@ NOT_OUTPUT_SHAPING = (
     "buildenv/lockupdate.py",
     "legal.py", "sbom.py", "size.py",   # compliance: SBOM, legal-info, size report and budget (they only check/report)
     "imagediff.py", "provenance.py", "reproduce.py", "treedigest.py",  # manifests, reproduce, diff (they only read)
+    # Incremental rebuilds: which earlier work dir may be kept (the result
+    # must equal a clean build's; tests compare), and the live tree's digest
+    # (only reads and hashes: livesync.py, which copies, is output-shaping).
+    "incremental.py", "livetree.py",
+    "configedit.py",   # edits local.yaml for commands; what it writes is read back as input
     # Layers: cloning git-pinned layers, editing layers: lists, writing a new layer (layer
     # files are hashed by content where recipes use them, wherever they come from).
     "layerconfig.py", "layerrepo.py", "layerscaffold.py",
@@ -138,11 +143,18 @@ def sigdata(recipe: Recipe, board, class_version: str, extra: dict, deps: dict[s
         target = {"arch": HOST_ARCH}
     else:
         target = {"arch": board.arch, "tune": list(board.get("tune", [])), "cross": board.cross_prefix}
+    values = canonical({k: v for k, v in recipe.values.items() if k not in _NOT_BUILD_INPUTS})
+    live = values.pop("live_source", None)
+    if live is not None:
+        # A live working tree stands for the sources: its content, never its path.
+        from . import livetree
+
+        values["sources"] = [{"live_tree": livetree.digest(live, recipe.where("live_source"))}]
     return {
         "engine": engine_version(),
         "buildenv": {"id": env.id} if env is not None else host_environment(),
         "recipe": recipe.pn,
-        "values": canonical({k: v for k, v in recipe.values.items() if k not in _NOT_BUILD_INPUTS}),
+        "values": values,
         "class": {"name": recipe.class_name, "version": class_version},
         "target": target,
         "extra": canonical(extra),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from . import artifact
+from . import artifact, incremental
 from .errors import UserError
 from .executor import WORK_DIRS, RecipePaths, clean_dir, copy_tree, sources_of
 from .fileio import atomic_write
@@ -78,11 +78,19 @@ def unpack(run: TaskRun) -> str | None:
     from .fetch import fetch, source_date_epoch, unpack
 
     paths, recipe, session = run.paths, run.recipe, run.session
+    # A live-source build the plan lets keep its work dir (incremental.py)
+    # syncs the tree into the kept source and object dirs; any other starts clean.
+    keep = ("src", "obj") if session.plan_.reuse.get(recipe.pn) == incremental.SYNC else ()
     for name in WORK_DIRS:
-        clean_dir(getattr(paths, name))
+        if name not in keep:
+            clean_dir(getattr(paths, name))
     for stale in paths.stamps.iterdir():
-        if stale.name != "unpack.running":
+        if stale.name != "unpack.running" and not (keep and stale.name == incremental.WORKDIR_RECORD):
             stale.unlink()
+    if not keep:
+        (paths.work / "live-sync.json").unlink(missing_ok=True)
+    if recipe.get("live_source"):
+        _sync_live(run)
     epochs = []
     for source in sources_of(recipe):
         local = fetch(source, session.fetch_config)
@@ -105,6 +113,29 @@ def unpack(run: TaskRun) -> str | None:
     atomic_write(paths.work / "source-date-epoch", str(int(sde)))
     run.log(f"SOURCE_DATE_EPOCH={sde}")
     return None
+
+
+def _sync_live(run: TaskRun) -> None:
+    from . import livesync, livetree
+    from .treedigest import digest_entries
+
+    paths, recipe = run.paths, run.recipe
+    tree = Path(recipe.get("live_source"))
+    entries = livetree.scan(tree, recipe.where("live_source"))
+    want = run.session.sigdata[recipe.pn]["values"]["sources"][0]["live_tree"]
+    if digest_entries(entries) != want:
+        raise UserError(f"live source {tree} changed after the build was planned", recipe.where("live_source"),
+                        hint="build again (edits during a build are picked up by the next one)")
+    state = paths.work / "live-sync.json"
+    try:
+        copied, removed = livesync.sync(tree, paths.src, entries, state)
+    except livesync.StartOver as exc:
+        run.log(f"live source: starting over ({exc})")
+        clean_dir(paths.src)
+        clean_dir(paths.obj)
+        state.unlink(missing_ok=True)
+        copied, removed = livesync.sync(tree, paths.src, entries, state)
+    run.log(f"live source {tree}: {copied} file(s) copied, {removed} removed")
 
 
 @task("patch")
@@ -132,6 +163,8 @@ def configure(run: TaskRun) -> str | None:
     # Staging: the dependencies' installed trees, merged, read-only in the sandbox.
     clean_dir(paths.sysroot)
     clean_dir(paths.native)
+    if session.plan_.reuse.get(recipe.pn) == incremental.CONFIGURE:
+        clean_dir(paths.home)    # unpack, which empties it, did not run: start as a clean build does
     for dep in sorted(nx.ancestors(session.rgraph, recipe.pn)):
         dep_recipe = session.recipe(dep)
         target = paths.native if dep_recipe.variant == "native" else paths.sysroot

@@ -1,0 +1,67 @@
+"""A live-source working tree (``buildsys source RECIPE --local DIR``): what
+is in it, and its content digest for the recipe's signature.
+
+The tree is the developer's: it changes between builds, so its digest takes
+the place of the sources' sha256s in the signature (an edit makes a new key,
+the same content gives the same key anywhere).  ``.git`` directories are left
+out -- history is not input, and a ``git commit`` alone must not rebuild.
+Files are hashed once per (inode, size, mtime, ctime) in this process: a
+build plans and then syncs, and both need the digest.
+
+This module only reads and hashes; livesync.py copies the tree into the
+recipe's source dir and checks it against the digest computed here.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import UserError, Where
+from .fileio import sha256_file
+from .treedigest import DIR, FILE, LINK, Entry, digest_entries
+
+SKIP = {".git"}
+
+_hashes: dict[tuple, str] = {}
+
+
+def scan(root: str | os.PathLike, where: Where | None = None) -> list[Entry]:
+    """Every entry of the working tree below ``root`` but .git dirs, sorted by path."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise UserError(f"live source {root} is not a directory", where,
+                        hint="fix live_sources in local.yaml, or `buildsys source RECIPE --reset`")
+    out: list[Entry] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP)
+        for name in dirnames + sorted(f for f in filenames if f not in SKIP):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            st = os.lstat(full)
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                out.append(Entry(rel, LINK, 0o777, target=os.readlink(full)))
+            elif stat.S_ISDIR(st.st_mode):
+                out.append(Entry(rel, DIR, mode))
+            elif stat.S_ISREG(st.st_mode):
+                key = (full, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                digest = _hashes.get(key)
+                if digest is None:
+                    digest = _hashes[key] = sha256_file(full, follow=False)
+                out.append(Entry(rel, FILE, mode, st.st_size, digest))
+            else:
+                raise UserError(f"live source {full} is not a file, directory or symlink", where,
+                                hint="remove sockets, fifos and device nodes from the working tree")
+    out.sort(key=lambda e: e.path)
+    return out
+
+
+def digest(root: str | os.PathLike, where: Where | None = None) -> str:
+    return digest_entries(scan(root, where))
+
+
+def resolve_dir(project_root: Path, value: str) -> Path:
+    """A live_sources value: absolute, or relative to the project."""
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (project_root / path)
