@@ -58,7 +58,8 @@ _GNU = ("GPL-2.0", "GPL-3.0", "LGPL-2.0", "LGPL-2.1", "LGPL-3.0", "AGPL-3.0")
 # Short notices naming a license (a README or a source file's head).
 _LATER = re.compile(r"(?:or \(?at your option\)? any later version|or any later version|gpl-[23]\.[01]?-or-later"
                     r"|gpl-[23]\.[01]?\+)")
-_SPDX_TAG = re.compile(r"spdx-license-identifier:\s*([a-z0-9.+ ()-]+?)(?:\s*\*/|\s*$|\s+-->)", re.IGNORECASE)
+_SPDX_TAG = re.compile(r"spdx-license-identifier:\s*([a-z0-9.+ ()-]+?)(?:\s*\*/|\s*$|\s+-->)",
+                       re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass
@@ -113,6 +114,8 @@ def guess(tree: Path) -> LicenseGuess:
         if spdx is None:
             tag = _SPDX_TAG.search(text)
             spdx = tag.group(1).strip() if tag else None
+        if spdx is None and rel.startswith("LICENSES/"):
+            spdx = Path(rel).stem       # REUSE names each text by its SPDX id: LICENSES/MIT.txt
         found.append(LicenseFile(rel, hashlib.sha256(data).hexdigest(), spdx))
     result = LicenseGuess(NOASSERTION, found)
     if not found:

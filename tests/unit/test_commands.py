@@ -21,8 +21,8 @@ from buildsys.errors import UserError
 from buildsys.workspace import Workspace
 from conftest import run_buildsys
 
-ALL = ["layers", "layer", "recipes", "show", "graph", "fetch", "build", "clean", "run", "test", "menuconfig", "cache",
-       "lock", "reproduce", "diff", "legal-info", "size"]
+ALL = ["layers", "layer", "recipes", "recipe", "show", "graph", "fetch", "build", "clean", "run", "test", "menuconfig",
+       "cache", "lock", "reproduce", "diff", "legal-info", "size"]
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 
