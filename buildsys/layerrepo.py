@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,7 +38,10 @@ FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
 # repositories live in ~/.gitconfig); GIT_* variables do not (GIT_DIR,
 # GIT_WORK_TREE... would point our commands at another repository).
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "TZ": "UTC"}
-_GIT_OPTS = ("-c", "core.hooksPath=/dev/null", "-c", "protocol.file.allow=always", "-c", "gc.auto=0")
+# No hooks; file:// allowed (local mirrors, tests) but never ext:: (a URL that runs a command); no
+# automatic gc in the mirror while another process may be cloning from it.
+_GIT_OPTS = ("-c", "core.hooksPath=/dev/null", "-c", "protocol.file.allow=always", "-c", "protocol.ext.allow=never",
+             "-c", "gc.auto=0")
 
 
 def cache_dir(settings: Mapping, environ: Mapping[str, str], root: Path) -> Path:
@@ -97,6 +101,8 @@ class LayerRepo:
         if self.offline:
             raise NetworkAccessError(f"layer repository {self.url} needs a fetch, but buildsys is offline", where,
                                      hint="fetch once online (buildsys layers), then work offline")
+        # On stderr: commands' output stays what it is, and a slow clone is not a silent pause.
+        print(f"fetching layer repository {self.url}", file=sys.stderr)
         if not (self.mirror / "HEAD").is_file():
             tmp = self.mirror.with_name(f".{self.mirror.name}.{os.getpid()}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)

@@ -216,7 +216,11 @@ class Layer(Command):
             if not directory.is_dir():
                 raise UserError("no such directory", Where(target),
                                 hint="a layer directory, or a git URL (https://, ssh://, file://, user@host:path)")
+            # Relative to the project when beside it or inside (the project and
+            # its layers move together); a layer elsewhere is named absolutely.
             entry = os.path.relpath(directory, root)
+            if entry.startswith("../../") or entry == "../..":
+                entry = str(directory)
             if (root / "layers") == directory.parent:
                 raise UserError("this layer is in the project's layers/ directory: buildsys reads it without a "
                                 "layers: entry", Where(target))

@@ -66,9 +66,11 @@ def entry(url: str, commit: str, **more: str) -> str:
 
 
 def error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
+    """The one line of an error (after the progress lines of fetches)."""
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if not line.startswith("fetching layer repository ")]
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 def test_add_pins_the_tip_and_checks_out_exactly_that_commit(project, upstream, capsys, tmp_path):
@@ -318,3 +320,14 @@ def test_load_errors_are_user_errors(project, upstream):
     (project / "buildsys.yaml").write_text("format: 1\n" + entry(f"file://{repo}", first))   # no layer.yaml at top
     with pytest.raises(UserError, match=r"buildsys.yaml:3:5: no layer.yaml in layer directory"):
         load_project(project)
+
+
+def test_a_layer_far_from_the_project_is_named_absolutely(tmp_path, monkeypatch):
+    root = tmp_path / "work/proj"
+    root.mkdir(parents=True)
+    (root / "buildsys.yaml").write_text("format: 1\n")
+    for name in ("work/beside", "far/away"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "layer.yaml").write_text(f"format: 1\nname: {name.split('/')[1]}\n")
+        assert run(root, "layer", "add", "--local", str(tmp_path / name)) == 0
+    assert (root / "local.yaml").read_text() == f"format: 1\nlayers:\n  - ../beside\n  - {tmp_path}/far/away\n"
