@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -331,3 +332,33 @@ def test_a_layer_far_from_the_project_is_named_absolutely(tmp_path, monkeypatch)
         (tmp_path / name / "layer.yaml").write_text(f"format: 1\nname: {name.split('/')[1]}\n")
         assert run(root, "layer", "add", "--local", str(tmp_path / name)) == 0
     assert (root / "local.yaml").read_text() == f"format: 1\nlayers:\n  - ../beside\n  - {tmp_path}/far/away\n"
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None or shutil.which("mksquashfs") is None,
+                    reason="needs bubblewrap and squashfs-tools")
+def test_the_image_manifest_records_each_layers_origin(tiny, tmp_path):
+    """A tiny image built with a git-pinned layer: the manifest names its URL and
+    commit, the files it gave the build, and a clean tree; the project (a copy,
+    not in git) has no commit."""
+    from test_reproduce import build_image, env_for, image_project
+
+    project = image_project(tiny)
+    repo = tmp_path / "extra"
+    (repo / "recipes/hello").mkdir(parents=True)
+    git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    (repo / "layer.yaml").write_text("format: 1\nname: extra\npriority: 3\n")
+    (repo / "recipes/hello/hello.append.yaml").write_text("format: 1\nenv+: {GREETING: extra}\n")
+    commit = commit_all(repo, "extra layer")
+    url = f"file://{repo}"
+    with open(project / "buildsys.yaml", "a") as f:
+        f.write(entry(url, commit, branch="main"))
+    env = env_for(tmp_path, BUILDSYS_LAYER_CACHE=str(tmp_path / "layer-cache"))
+    load_project(project, {k: v for k, v in env.items() if k != "BUILDSYS_OFFLINE"})     # fetched once online
+    deploy, _ = build_image(project, tmp_path / "build", env)
+    manifest = json.loads((deploy / "manifest.json").read_text())
+    layers = {la["name"]: la for la in manifest["project"]["layers"]}
+    assert layers["extra"]["origin"] == {"url": url, "subdir": None, "commit": commit, "dirty": False}
+    assert layers["extra"]["path"] is None and layers["extra"]["priority"] == 3
+    assert sorted(layers["extra"]["files"]) == ["layer.yaml", "recipes/hello/hello.append.yaml"]
+    assert layers["core"]["origin"] == {"url": None, "subdir": None, "commit": None, "dirty": None}
+    assert manifest["project"]["commit"] is None
