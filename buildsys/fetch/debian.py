@@ -175,9 +175,14 @@ def _name_key(name: str) -> str:
 
 
 def _names_match(want: str, package: str) -> bool:
-    """``libinih`` is inih, ``libuv1`` is libuv (a soname digit), ``cjson`` is cJSON."""
+    """``libinih`` is inih, ``libuv1`` and ``libpng1.6`` are libuv and libpng (a soname or
+    API version), ``cjson`` is cJSON, ``xz-utils`` is xz."""
     key = _name_key(package)
-    return key == want or (not want[-1:].isdigit() and re.sub(r"\d+$", "", key) == want)
+    if key == want:
+        return True
+    if not want[-1:].isdigit() and re.sub(r"[\d.]+$", "", key) == want:
+        return True
+    return any(key == want + tail for tail in ("utils", "tools", "progs"))
 
 
 def _parse_sources(path: Path, base: str) -> dict:

@@ -49,6 +49,7 @@ def split_name(filename: str) -> tuple[str, str | None]:
         if base.lower().endswith(suffix):
             base = base[: -len(suffix)]
             break
+    base = base.removesuffix(".orig")       # Debian's <package>_<version>.orig.tar.*
     m = _NAME_VERSION.match(base)
     if m:
         return m["name"], m["version"]
@@ -76,6 +77,9 @@ def fetch_origin(spec: str, config: FetchConfig, name: str | None, version: str 
         return _git_origin(spec, config, name, version, rev)
     if rev:
         raise UserError("--rev is for git sources", Where("--rev"))
+    if spec.startswith("debian:"):
+        # debian:[suite/]package/file: the archive's file, located by name like any debian: source.
+        return _archive_origin(spec, spec.rsplit("/", 1)[-1], config, name, version, local=False)
     local = spec[len("file://"):] if spec.startswith("file://") else (spec if "://" not in spec else None)
     if local is not None:
         path = Path(unquote(local)).absolute()
@@ -89,7 +93,10 @@ def fetch_origin(spec: str, config: FetchConfig, name: str | None, version: str 
         raise UserError(f"'{spec}' is neither an http(s) URL, a local file nor a git repository", _WHERE,
                         hint="e.g. https://example.org/foo-1.0.tar.gz, ./foo-1.0.tar.gz, git+https://.../foo.git")
     parts = urlsplit(spec)
-    filename = os.path.basename(unquote(parts.path))
+    url_path = unquote(parts.path).rstrip("/")
+    if url_path.endswith("/download"):      # SourceForge: .../files/foo-1.0.tar.gz/download
+        url_path = url_path[: -len("/download")]
+    filename = os.path.basename(url_path)
     return _archive_origin(spec, filename, config, name, version, local=False)
 
 
@@ -98,6 +105,8 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
     up_name, up_version = split_name(filename)
     download_name = None
     github = _GITHUB_ARCHIVE.match(urlsplit(url).path) if urlsplit(url).hostname == "github.com" else None
+    if not github and filename != os.path.basename(urlsplit(url).path) and not url.startswith("debian:"):
+        download_name = filename        # the file's own name, not "download"
     if github:
         # .../archive/v1.7.18.tar.gz: the repository is the name, the tag the version,
         # and the file needs a name of its own in the download dir.
@@ -117,7 +126,7 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
     templated = _template(url, version)
     entry: dict = {"url": templated, "sha256": learned.sha256}
     if download_name:
-        entry["name"] = "${name}-${version}" + github["ext"] if github else download_name
+        entry["name"] = "${name}-${version}" + github["ext"] if github else _template(download_name, version)
     comments: list[str] = []
     notes: list[str] = []
     if local:
@@ -137,6 +146,10 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
                             "file (another compression, or repacked); sha256 computed by 'buildsys recipe new'")
             notes.append(f"the source is Debian's {debfile} (debian: URL), not upstream's file: compare the trees "
                          f"or find upstream's sha256 ({url})")
+    elif url.startswith("debian:"):
+        comments.append("sha256 computed by 'buildsys recipe new' on the Debian archive's file")
+        notes.append("the source is a file of the Debian archive (debian: URL): name upstream's URL instead if "
+                     "upstream publishes the same file")
     else:
         comments.append(f"sha256 computed by 'buildsys recipe new' on the file from {learned.origin}")
         notes.append("check the sha256 against upstream's published checksum or signature")

@@ -69,7 +69,8 @@ def render(name: str, origin: Origin, det: Detected, lic: LicenseGuess, depends:
     if origin.strip != 1:
         out.append(f"    strip: {origin.strip}")
     out.append(f"class: {det.cls}")
-    out.append(f"# {det.system}, found by 'buildsys recipe new'")
+    if det.cls != "script-cc":
+        out.append(f"# {det.system}, found by 'buildsys recipe new'")
     for key, value in det.params.items():
         out.append(f"{key}: {flow_list(value) if isinstance(value, list) else scalar(value)}")
     if depends:

@@ -5,6 +5,7 @@ import hashlib
 import pytest
 import yaml
 
+from buildsys.fetch.debian import _name_key, _names_match
 from buildsys.recipetool import PkgCheck, map_dependencies
 from buildsys.recipetool.detect import detect
 from buildsys.recipetool.license import guess, identify
@@ -73,6 +74,7 @@ ZLIB = """  This software is provided 'as-is', without any express or implied
     ("json-c-0.18-20240915.tar.gz", ("json-c", "0.18-20240915")),
     ("tool-v1.2.zip", ("tool", "1.2")),
     ("noversion.tar.gz", ("noversion", None)),
+    ("hello_2.10.orig.tar.gz", ("hello", "2.10")),
 ])
 def test_split_name(filename, expected):
     assert split_name(filename) == expected
@@ -83,6 +85,15 @@ def test_recipe_name_and_url_template():
     assert recipe_name("Foo Bar_baz") == "foo-bar-baz"
     assert _template("https://h.example/1.2/foo-1.2.tar.gz", "1.2") == "https://h.example/${version}/foo-${version}.tar.gz"
     assert _template("https://1.2.3.4/foo-1.2.tar.gz", "1.2") == "https://1.2.3.4/foo-${version}.tar.gz"
+
+
+@pytest.mark.parametrize("project, package, match", [
+    ("inih", "libinih", True), ("cJSON", "cjson", True), ("libuv", "libuv1", True), ("libpng", "libpng1.6", True),
+    ("xz", "xz-utils", True), ("iperf", "iperf3", True), ("hello", "hello", True),
+    ("pcre2", "pcre3", False), ("xz", "xzip", False), ("zlib", "zlib-ng", False),
+])
+def test_debian_package_names_match_upstream_names(project, package, match):
+    assert _names_match(_name_key(project), package) is match
 
 
 def test_is_git(tmp_path):

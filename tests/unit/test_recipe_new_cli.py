@@ -151,6 +151,18 @@ def test_local_tarball_and_autotools(project, tmp_path):
     cli(project, "show", "tool", check=0)
 
 
+def test_a_sourceforge_style_url_keeps_the_file_name(project, served):
+    www, base = served
+    data = tarball("sf-2.1", {"Makefile": "all:\ninstall:\n\tinstall -D x $(DESTDIR)/usr/bin/x\n"})
+    (www / "sf-2.1.tar.gz").mkdir()
+    (www / "sf-2.1.tar.gz" / "download").write_bytes(data)
+    cli(project, "recipe", "new", f"{base}/sf-2.1.tar.gz/download", "--layer", "mine", check=0)
+    recipe = yaml.safe_load((project / "layers/mine/recipes/sf/sf.yaml").read_text())
+    assert recipe["sources"] == [{"url": f"{base}/sf-${{version}}.tar.gz/download",
+                                  "sha256": hashlib.sha256(data).hexdigest(), "name": "sf-${version}.tar.gz"}]
+    assert recipe["class"] == "make" and (project / "dl/sf-2.1.tar.gz").read_bytes() == data
+
+
 def test_several_layers_need_a_choice_and_bad_input_is_one_line(project, tmp_path):
     proc = cli(project, "recipe", "new", str(tmp_path / "x-1.0.tar.gz"), check=2)
     assert proc.stderr.startswith("--layer: the project has several layers")
