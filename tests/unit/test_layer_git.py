@@ -362,3 +362,23 @@ def test_the_image_manifest_records_each_layers_origin(tiny, tmp_path):
     assert sorted(layers["extra"]["files"]) == ["layer.yaml", "recipes/hello/hello.append.yaml"]
     assert layers["core"]["origin"] == {"url": None, "subdir": None, "commit": None, "dirty": None}
     assert manifest["project"]["commit"] is None
+
+
+def test_concurrent_loads_share_one_mirror_and_checkout(project, upstream, tmp_path):
+    """Four processes make the same pin at once: the lock lets one clone, the others find its work."""
+    import sys
+
+    repo, _, second = upstream
+    url = f"file://{repo}"
+    (project / "buildsys.yaml").write_text("format: 1\n" + entry(url, second, path="sub"))
+    code = ("import sys; from pathlib import Path; from buildsys.layers import load_project; "
+            "print(sorted(la.name for la in load_project(Path(sys.argv[1])).layers))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(project)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, results
+    assert all(out == "['core', 'shared']\n" for out, _ in results)
+    assert sum(err.count("fetching layer repository") for _, err in results) == 1
+    key = layerrepo.repo_key(url)
+    assert sorted(p.name for p in (tmp_path / "layer-cache/checkouts" / key).iterdir()) == [second]
+    assert sorted(p.name for p in (tmp_path / "layer-cache/mirrors").iterdir()) == [f"{key}.git", f"{key}.lock"]
