@@ -271,7 +271,8 @@ def _learn_from_debian(source: Source, config: FetchConfig, project: str, versio
                 http.download(located.url, part, config.progress, label=filename)
             except FetchError as exc:
                 part.unlink(missing_ok=True)
-                tried.append(f"Debian archive {package}/{filename}: {exc.message}")
+                # The reason without the pool URL: the package and file name say where.
+                tried.append(f"Debian archive {package}/{filename}: {exc.message.rsplit(': ', 1)[-1]}")
                 continue
             actual = sha256_file(part)
             size = part.stat().st_size

@@ -280,9 +280,13 @@ def _make(tree: Path) -> Detected | None:
     if not text:
         return None
     det = Detected("make", f"plain make ({name})")
-    if re.search(r"^\s*PREFIX\s*[:?]?=", text, re.MULTILINE):
-        det.params["make_args"] = ["PREFIX=/usr"]
-    if not re.search(r"^install\s*:", text, re.MULTILINE):
+    # The install prefix, as the Makefiles spell it (sub-makes get command-line variables too).
+    makefiles = text + "".join(read(p) for p in sorted(tree.glob("*/Makefile"))[:20])
+    for var in ("PREFIX", "prefix"):
+        if re.search(rf"^[ \t]*(?:override[ \t]+)?{var}[ \t]*[:?]?=", makefiles, re.MULTILINE):
+            det.params["make_args"] = [f"{var}=/usr"]
+            break
+    if not re.search(r"^(?:[\w.$()-]+[ \t]+)*install(?:[ \t]+[\w.$()-]+)*[ \t]*::?(?!=)", text, re.MULTILINE):
         det.notes.append(f"{name} has no 'install' target: write an install step "
                          "(steps: install: install -D -m 0755 prog \"$DESTDIR\"/usr/bin/prog)")
     elif "DESTDIR" not in text:

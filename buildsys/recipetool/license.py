@@ -18,6 +18,7 @@ from pathlib import Path
 
 NOASSERTION = "NOASSERTION"
 MAX_LICENSE_FILE = 1 << 20
+MAX_FILES = 20
 # Names of license files, at the top of the tree or in LICENSES/ (REUSE).
 _LICENSE_NAME = re.compile(r"^(?:COPYING|COPYRIGHT|LICEN[CS]E|UNLICENSE|MIT-LICENSE|GPL|LGPL)(?:[._-].*)?$",
                            re.IGNORECASE)
@@ -44,6 +45,8 @@ _RULES: list[tuple[str, tuple[str, ...]]] = [
     ("BSL-1.0", ("boost software license - version 1.0",)),
     ("Unlicense", ("this is free and unencumbered software released into the public domain",)),
     ("CC0-1.0", ("cc0 1.0 universal",)),
+    ("CC-BY-SA-4.0", ("attribution-sharealike 4.0 international",)),
+    ("CC-BY-4.0", ("creative commons attribution 4.0 international",)),
     ("Zlib", ("provided 'as-is', without any express or implied warranty",
               "the origin of this software must not be misrepresented")),
     ("MIT", ("permission is hereby granted, free of charge, to any person obtaining a copy",)),
@@ -89,19 +92,21 @@ def identify(text: str) -> str | None:
 
 
 def license_files(tree: Path) -> list[str]:
-    """Paths (relative) of the files that look like license texts: top level and LICENSES/."""
+    """Paths (relative) of the files that look like license texts: at the top, in
+    LICENSES/ (REUSE), and one directory down (lz4's lib/LICENSE, a bundled library's
+    COPYING), at most MAX_FILES."""
     out = []
-    for sub in ("", "LICENSES"):
+    subdirs = sorted(e.name for e in os.scandir(tree) if e.is_dir(follow_symlinks=False)
+                     and not e.name.startswith("."))
+    for sub in ["", *subdirs]:
         directory = tree / sub if sub else tree
-        if not directory.is_dir() or directory.is_symlink():
-            continue
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):
             if not entry.is_file(follow_symlinks=False):
                 continue
-            if (sub or _LICENSE_NAME.match(entry.name)) and not _NOT_LICENSE.search(entry.name):
+            if (sub == "LICENSES" or _LICENSE_NAME.match(entry.name)) and not _NOT_LICENSE.search(entry.name):
                 if entry.stat(follow_symlinks=False).st_size <= MAX_LICENSE_FILE:
                     out.append(f"{sub}/{entry.name}" if sub else entry.name)
-    return out
+    return out[:MAX_FILES]
 
 
 def guess(tree: Path) -> LicenseGuess:

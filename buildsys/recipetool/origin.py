@@ -135,6 +135,13 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
                      "(the sha256 stays) before you share the layer")
     elif learned.debian is not None:
         package, debfile, rank = learned.debian
+        made_by_git = _git_archive_commit(learned.path)
+        if rank == 0 and made_by_git and not _is_tag_archive_url(url):
+            # Debian's file is a tag's `git archive` (the Sources name does not say), while
+            # the URL names a release tarball (`make dist`: configure and all): not the same file.
+            rank = 3
+            notes.append(f"Debian's {debfile} is a git archive of commit {made_by_git[:12]}, not the release "
+                         f"tarball {filename}")
         if rank == 0:
             comments.append(f"sha256 computed by 'buildsys recipe new' on Debian's {debfile}, taken for "
                             "upstream's file (Debian ships upstream tarballs as they are, usually)")
@@ -143,7 +150,8 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
         else:
             entry = {"url": f"debian:{package}/" + _template(debfile, version), "sha256": learned.sha256}
             comments.append(f"upstream's {filename} was not reachable and Debian's {debfile} is not the same "
-                            "file (another compression, or repacked); sha256 computed by 'buildsys recipe new'")
+                            "file (another compression, a repack, or a git archive of the tag); sha256 computed by "
+                            "'buildsys recipe new'")
             notes.append(f"the source is Debian's {debfile} (debian: URL), not upstream's file: compare the trees "
                          f"or find upstream's sha256 ({url})")
     elif url.startswith("debian:"):
@@ -154,6 +162,25 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
         comments.append(f"sha256 computed by 'buildsys recipe new' on the file from {learned.origin}")
         notes.append("check the sha256 against upstream's published checksum or signature")
     return Origin(name, version, entry, learned.path, comments=comments, notes=notes)
+
+
+def _git_archive_commit(path: Path) -> str | None:
+    """The commit a tarball made by `git archive` names in its pax global header, or None."""
+    import tarfile
+
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            tar.next()
+            comment = tar.pax_headers.get("comment", "")
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    return comment if re.fullmatch(r"[0-9a-f]{40}", comment) else None
+
+
+def _is_tag_archive_url(url: str) -> bool:
+    """GitHub's, GitLab's, Gitea's... archive of a tag: itself made by git archive."""
+    path = urlsplit(url).path
+    return "/archive/" in path or "/-/archive/" in path or "/snapshot/" in path
 
 
 def _template(text: str, version: str) -> str:

@@ -24,9 +24,12 @@ MIT = ("Copyright (c) 2024 A\n\nPermission is hereby granted, free of charge, to
        "of this software...\n")
 
 
-def tarball(top: str, files: dict[str, str]) -> bytes:
+def tarball(top: str, files: dict[str, str], git_commit: str | None = None) -> bytes:
+    """A .tar.gz; with ``git_commit``, as `git archive` makes it (a pax global header naming the commit)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
+    kw = {"format": tarfile.PAX_FORMAT, "pax_headers": {"comment": git_commit}} if git_commit else \
+        {"format": tarfile.GNU_FORMAT}
+    with tarfile.open(fileobj=buf, mode="w:gz", **kw) as tar:
         for rel, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(f"{top}/{rel}")
@@ -108,8 +111,10 @@ def test_upstream_gone_found_in_the_debian_archive_by_name(project, served, tmp_
     www, base = served
     same = tarball("cJSON-1.7.18", {"CMakeLists.txt": "project(cJSON C)\n", "LICENSE": MIT})
     repack = tarball("json-c-0.18", {"CMakeLists.txt": "project(json-c C)\n", "COPYING": MIT})
+    tag = tarball("jq-1.7.1", {"configure.ac": "AC_INIT\n", "COPYING": MIT}, git_commit="71c2ab509a86" + "0" * 28)
     debian_archive(www / "debian", {"cjson": {"cjson_1.7.18.orig.tar.gz": same},
-                                    "json-c": {"json-c_0.18+ds.orig.tar.gz": repack}})
+                                    "json-c": {"json-c_0.18+ds.orig.tar.gz": repack},
+                                    "jq": {"jq_1.7.1.orig.tar.gz": tag}})
     (project / "buildsys.yaml").write_text("format: 1\ndefault_board: tiny-x86\nsource_date_epoch: 1700000000\n"
                                            f"debian_archive: {base}/debian\n")
 
@@ -130,6 +135,12 @@ def test_upstream_gone_found_in_the_debian_archive_by_name(project, served, tmp_
                                   "sha256": hashlib.sha256(repack).hexdigest()}]
     assert (project / "dl/json-c_0.18+ds.orig.tar.gz").read_bytes() == repack
     cli(project, "show", "json-c", check=0)
+
+    # Same name and compression, but a tag's git archive where the URL names a release tarball.
+    proc = cli(project, "recipe", "new", f"{base}/jq-1.7.1.tar.gz", "--layer", "mine", mirrors="debian", check=0)
+    assert "is a git archive of commit 71c2ab509a86, not the release tarball jq-1.7.1.tar.gz" in proc.stdout
+    recipe = yaml.safe_load((project / "layers/mine/recipes/jq/jq.yaml").read_text())
+    assert recipe["sources"][0]["url"] == "debian:jq/jq_${version}.orig.tar.gz" and recipe["autoreconf"] is True
 
     missing = cli(project, "recipe", "new", f"{base}/nothing-2.0.tar.gz", "--layer", "mine", mirrors="debian",
                   check=2)
