@@ -289,7 +289,7 @@ def _make(tree: Path) -> Detected | None:
     if not re.search(r"^(?:[\w.$()-]+[ \t]+)*install(?:[ \t]+[\w.$()-]+)*[ \t]*::?(?!=)", text, re.MULTILINE):
         det.notes.append(f"{name} has no 'install' target: write an install step "
                          "(steps: install: install -D -m 0755 prog \"$DESTDIR\"/usr/bin/prog)")
-    elif "DESTDIR" not in text:
+    elif "DESTDIR" not in makefiles:
         det.notes.append(f"{name} does not use DESTDIR: its install target would write outside the package; "
                          "write an install step")
     for m in re.finditer(r"(?:pkg-config|\$[({]PKG_CONFIG[)}])\s+(?:--[\w-]+\s+)+([A-Za-z][\w.+-]*)", text):

@@ -174,6 +174,11 @@ def test_kconfig_then_plain_make_then_script(tmp_path):
     assert det.cls == "make" and det.params == {"make_args": ["PREFIX=/usr"]}
     assert [c.module for c in det.checks] == ["libgreet"]
     assert any("no 'install' target" in note for note in det.notes)
+    # lz4: the top Makefile delegates; the prefix is the sub-Makefile's, install shares a rule
+    write_tree(tmp_path / "d", {"Makefile": "all:\n\t$(MAKE) -C lib\ninstall uninstall:\n\t$(MAKE) -C lib $@\n",
+                                "lib/Makefile": "prefix ?= /usr/local\ninstall:\n\tcp x $(DESTDIR)$(prefix)\n"})
+    det = detect(tmp_path / "d")
+    assert det.cls == "make" and det.params == {"make_args": ["prefix=/usr"]} and not det.notes
     write_tree(tmp_path / "s", {"main.c": "int main(void){return 0;}\n"})
     assert detect(tmp_path / "s").cls == "script-cc"
 
@@ -207,6 +212,15 @@ def test_gpl_only_without_such_a_notice_and_several_licenses(tmp_path):
     assert result.expression == "GPL-2.0-only AND MIT"
     assert [f.path for f in result.files] == ["COPYING", "LICENSE.MIT"]
     assert any("several licenses" in note for note in result.notes)
+
+
+def test_license_files_one_directory_down(tmp_path):
+    write_tree(tmp_path, {"LICENSE": "lib/ is BSD, the rest GPL\n", "lib/LICENSE": BSD2, "programs/COPYING": GPL2_HEAD,
+                          "deep/er/COPYING": MIT, ".git/COPYING": MIT})
+    result = guess(tmp_path)
+    assert [(f.path, f.spdx) for f in result.files] == [
+        ("LICENSE", None), ("lib/LICENSE", "BSD-2-Clause"), ("programs/COPYING", "GPL-2.0")]
+    assert result.expression == "BSD-2-Clause AND GPL-2.0-only"
 
 
 def test_unknown_and_missing_license(tmp_path):
