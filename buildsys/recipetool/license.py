@@ -32,13 +32,8 @@ def _squash(text: str) -> str:
 
 
 # (SPDX id, phrases that must all appear); first match wins, so narrower texts come first.
+# The GNU licenses are found by their title (_GNU_TITLE, below).
 _RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("AGPL-3.0", ("gnu affero general public license", "version 3")),
-    ("LGPL-3.0", ("gnu lesser general public license", "version 3, 29 june 2007")),
-    ("LGPL-2.1", ("gnu lesser general public license", "version 2.1")),
-    ("LGPL-2.0", ("gnu library general public license", "version 2")),
-    ("GPL-3.0", ("gnu general public license", "version 3, 29 june 2007")),
-    ("GPL-2.0", ("gnu general public license", "version 2, june 1991")),
     ("Apache-2.0", ("apache license", "version 2.0")),
     ("MPL-2.0", ("mozilla public license", "2.0")),
     ("EPL-2.0", ("eclipse public license", "2.0")),
@@ -79,14 +74,23 @@ class LicenseGuess:
     notes: list[str] = field(default_factory=list)
 
 
+_GNU_TITLE = re.compile(r"gnu (lesser |library |affero )?general public license,? version (\d(?:\.\d)?)")
+_GNU_IDS = {("", "2"): "GPL-2.0", ("", "3"): "GPL-3.0", ("lesser ", "2.1"): "LGPL-2.1", ("lesser ", "3"): "LGPL-3.0",
+            ("library ", "2"): "LGPL-2.0", ("affero ", "3"): "AGPL-3.0"}
+
+
 def identify(text: str) -> str | None:
     """The SPDX id of one license text (GNU ones without -only/-or-later), or None."""
     squashed = _squash(text)
-    # A GNU license file often names the other GNU licenses in passing; the title comes first.
-    head = squashed[:1500]
+    # A GNU text names the other GNU licenses in passing ("...covered by the GNU Library
+    # General Public License instead"): the title is the first name followed by its version.
+    title = _GNU_TITLE.search(squashed)
+    if title:
+        spdx = _GNU_IDS.get((title.group(1) or "", title.group(2).removesuffix(".0")))
+        if spdx:
+            return spdx
     for spdx, phrases in _RULES:
-        haystack = head if spdx in _GNU else squashed
-        if all(p in haystack for p in phrases):
+        if all(p in squashed for p in phrases):
             return spdx
     return None
 

@@ -188,6 +188,11 @@ def test_kconfig_then_plain_make_then_script(tmp_path):
     (GPL2_HEAD, "GPL-2.0"), (GPL3_HEAD, "GPL-3.0"), (LGPL21_HEAD, "LGPL-2.1"), (MIT, "MIT"), (BSD2, "BSD-2-Clause"),
     (BSD3, "BSD-3-Clause"), (ISC, "ISC"), (ZERO_BSD, "0BSD"), (APACHE, "Apache-2.0"), (ZLIB, "Zlib"),
     ("All rights reserved. Do what you like.\n", None),
+    # busybox: a note first, and the GPL's preamble names the Library GPL in passing
+    ("--- A note on GPL versions\nBusyBox is distributed under version 2 of the General Public License.\n"
+     + GPL2_HEAD + "Some other Free Software Foundation software is covered by\nthe GNU Library General Public "
+     "License instead.\n", "GPL-2.0"),
+    ("GNU AFFERO GENERAL PUBLIC LICENSE\n Version 3, 19 November 2007\n", "AGPL-3.0"),
 ])
 def test_identify(text, spdx):
     assert identify(text) == spdx
