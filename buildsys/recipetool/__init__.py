@@ -27,6 +27,10 @@ from .write import render
 
 __all__ = ["Created", "create", "choose_layer", "map_dependencies"]
 
+# -l libraries whose recipe is not named after them (lib<name> is tried too).
+LIB_ALIASES = {"z": "zlib", "lzma": "xz", "ncurses": "ncurses", "ncursesw": "ncurses", "tinfo": "ncurses",
+               "curses": "ncurses", "termcap": "ncurses", "ssl": "openssl", "crypto": "openssl", "bz2": "bzip2",
+               "uuid": "util-linux", "blkid": "util-linux", "cap": "libcap", "pcre2-8": "pcre2"}
 # pkg-config modules whose recipe is not named after them.
 PC_ALIASES = {"liblzma": "xz", "libzstd": "zstd", "libcjson": "cjson", "libcrypto": "openssl", "libssl": "openssl",
               "libsystemd": "systemd", "libudev": "systemd", "uuid": "util-linux", "blkid": "util-linux",
@@ -103,14 +107,19 @@ def _recipe_for(module: str, providers: dict[str, str]) -> str | None:
 
 def map_dependencies(checks: list[PkgCheck], providers: dict[str, str], self_name: str
                      ) -> tuple[list[str], list[str]]:
-    """(depends, comment lines) for the pkg-config checks a build makes."""
+    """(depends, comment lines) for the pkg-config and -l checks a build makes."""
     depends: list[str] = []
     comments: list[str] = []
     for check in checks:
-        recipe = _recipe_for(check.module, providers)
+        if check.library:
+            recipe = next((providers[c] for c in (LIB_ALIASES.get(check.module), check.module,
+                                                  "lib" + check.module) if c and c in providers), None)
+        else:
+            recipe = _recipe_for(check.module, providers)
         if recipe == self_name:
             continue
-        where = f"pkg-config '{check.module}', {check.where}"
+        what = f"-l{check.module}" if check.library else f"pkg-config '{check.module}'"
+        where = f"{what}, {check.where}"
         if recipe and check.required is not False:
             if recipe not in depends:
                 depends.append(recipe)

@@ -18,11 +18,31 @@ MAX_READ = 4 << 20      # a build file bigger than this is read up to here
 
 @dataclass(frozen=True)
 class PkgCheck:
-    """One pkg-config module the build looks for."""
+    """One pkg-config module (or, ``library``, one -l library) the build looks for."""
 
     module: str
     required: bool | None       # None: could not tell
     where: str                  # "meson.build", "CMakeLists.txt", ...
+    library: bool = False       # a plain -l<module> check (AC_CHECK_LIB, find_library...)
+
+
+# The C library's own parts: no recipe but virtual/libc.
+LIBC_PARTS = {"c", "m", "dl", "pthread", "rt", "util", "crypt", "resolv", "anl", "nsl", "socket", "intl", "iconv"}
+
+
+def _library_checks(text: str, where: str) -> list[PkgCheck]:
+    """-l libraries a build file checks for without pkg-config."""
+    found = []
+    patterns = (r"AC_CHECK_LIB\(\s*\[?([\w+.-]+)",                          # configure.ac
+                r"AC_SEARCH_LIBS\(\s*\[?\w+\]?\s*,\s*\[?([\w+. -]+)",         # (several, space separated)
+                r"\bfind_library\s*\(\s*\w+\s+(?:NAMES\s+)?\"?([\w+.-]+)",      # CMake
+                r"\bfind_library\s*\(\s*'([\w+.-]+)'")                        # Meson (cc.find_library)
+    for pattern in patterns:
+        for m in re.finditer(pattern, text):
+            for name in m.group(1).split():
+                if name not in LIBC_PARTS and not name.startswith("$"):
+                    found.append(PkgCheck(name, None, where, library=True))
+    return found
 
 
 @dataclass
@@ -59,11 +79,11 @@ def detect(tree: Path) -> Detected:
 
 
 def _unique(checks: list[PkgCheck]) -> list[PkgCheck]:
-    out: dict[str, PkgCheck] = {}
+    out: dict[tuple[str, bool], PkgCheck] = {}
     for c in checks:
-        seen = out.get(c.module)
+        seen = out.get((c.module, c.library))
         if seen is None or (c.required and not seen.required):
-            out[c.module] = c
+            out[(c.module, c.library)] = c
     return list(out.values())
 
 
@@ -114,6 +134,7 @@ def _meson(tree: Path) -> Detected | None:
             for name in re.findall(r"'([^']*)'", names.group(1)):
                 if name and name not in _MESON_SPECIAL:
                     det.checks.append(PkgCheck(name, required, rel))
+        det.checks += _library_checks(body, rel)
     project = re.search(r"\bproject\s*\(", text)
     if project and re.search(r"'(cpp|c\+\+)'", _call_args(text, project.end())):
         det.notes.append("the project enables C++ (project(... 'cpp')): the build environment has no "
@@ -169,6 +190,7 @@ def _cmake(tree: Path) -> Detected | None:
                 if word in _CMAKE_KEYWORDS or re.match(r"^[<>=]", word) or re.match(r"^[\d.]+$", word):
                     continue
                 det.checks.append(PkgCheck(re.split(r"[<>=]", word)[0], required, rel))
+        det.checks += _library_checks(body, rel)
         for m in re.finditer(r"\bfind_package\s*\(", body, re.IGNORECASE):
             words = _call_args(body, m.end()).split()
             if not words:
@@ -225,6 +247,7 @@ def _autotools(tree: Path) -> Detected | None:
         for module in modules:
             if re.match(r"^[A-Za-z0-9][\w.+-]*$", module):
                 det.checks.append(PkgCheck(module, None, "configure.ac"))
+    det.checks += _library_checks(ac, "configure.ac")
     if not ac:
         # Only the generated script: its pkg-config calls name the modules.
         for m in re.finditer(r'--exists --print-errors "([^"]+)"', script):

@@ -146,14 +146,16 @@ def test_autotools_with_configure_builds_in_tree_and_lists_options(tmp_path):
                      "  --enable-silent-rules   less verbose build output (undo: \"make V=1\")\n"
                      "  --disable-nls           do not use Native Language Support\n"
                      "  --with-readline         use readline\n_ACEOF\n",
-        "configure.ac": "AC_INIT([x],[1])\nPKG_CHECK_MODULES([FOO], [libgreet >= 1.0 zlib])\n",
+        "configure.ac": "AC_INIT([x],[1])\nPKG_CHECK_MODULES([FOO], [libgreet >= 1.0 zlib])\n"
+                        "AC_CHECK_LIB([m], [sin])\nAC_SEARCH_LIBS([tgetent], [tinfo ncurses])\n",
         "Makefile.in": "all:\n",
     })
     (tmp_path / "configure").chmod(0o755)
     det = detect(tmp_path)
     assert det.cls == "autotools" and det.params == {"out_of_tree": False}
     assert det.options == ["--disable-nls: do not use Native Language Support", "--with-readline: use readline"]
-    assert [c.module for c in det.checks] == ["libgreet", "zlib"]
+    assert [(c.module, c.library) for c in det.checks] == [
+        ("libgreet", False), ("zlib", False), ("tinfo", True), ("ncurses", True)]      # not libm: the C library
 
 
 def test_autotools_without_configure_needs_autoreconf_and_says_so(tmp_path):
@@ -248,10 +250,12 @@ def test_map_dependencies():
     checks = [PkgCheck("zlib", True, "meson.build"), PkgCheck("liblzma", None, "configure.ac"),
               PkgCheck("greet", True, "meson.build"), PkgCheck("libfoo", True, "meson.build"),
               PkgCheck("libbar", False, "meson.build"), PkgCheck("zlib", True, "again")]
+    checks += [PkgCheck("z", None, "configure.ac", library=True), PkgCheck("ncurses", None, "x", library=True)]
     depends, comments = map_dependencies(checks, providers, "me")
     assert depends == ["zlib", "xz", "libgreet"]
     assert comments == ["TODO: needs libfoo (pkg-config 'libfoo', meson.build), no recipe provides it",
-                        "optional: libbar (pkg-config 'libbar', meson.build): no recipe provides it, built without it"]
+                        "optional: libbar (pkg-config 'libbar', meson.build): no recipe provides it, built without it",
+                        "TODO: needs ncurses (-lncurses, x), no recipe provides it (if the build requires it)"]
 
 
 def test_render_loads_as_yaml_with_string_versions(tmp_path):
