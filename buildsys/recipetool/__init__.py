@@ -110,6 +110,9 @@ def map_dependencies(checks: list[PkgCheck], providers: dict[str, str], self_nam
     """(depends, comment lines) for the pkg-config and -l checks a build makes."""
     depends: list[str] = []
     comments: list[str] = []
+    # -l checks are often alternatives (AC_SEARCH_LIBS, a terminal library among five):
+    # the unmapped ones make one line per build file, not one TODO each.
+    libraries: dict[str, list[str]] = {}
     for check in checks:
         if check.library:
             recipe = next((providers[c] for c in (LIB_ALIASES.get(check.module), check.module,
@@ -117,6 +120,9 @@ def map_dependencies(checks: list[PkgCheck], providers: dict[str, str], self_nam
         else:
             recipe = _recipe_for(check.module, providers)
         if recipe == self_name:
+            continue
+        if check.library and not recipe:
+            libraries.setdefault(check.where, []).append(f"-l{check.module}")
             continue
         what = f"-l{check.module}" if check.library else f"pkg-config '{check.module}'"
         where = f"{what}, {check.where}"
@@ -130,6 +136,9 @@ def map_dependencies(checks: list[PkgCheck], providers: dict[str, str], self_nam
         else:
             comments.append(f"TODO: needs {check.module} ({where}), no recipe provides it"
                             + ("" if check.required else " (if the build requires it)"))
+    for where, names in libraries.items():
+        comments.append(f"TODO: {where} checks for {' '.join(names)}, which no recipe provides: the build may "
+                        f"need {'it' if len(names) == 1 else 'one of them'}")
     return depends, comments
 
 

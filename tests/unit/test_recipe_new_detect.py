@@ -250,12 +250,14 @@ def test_map_dependencies():
     checks = [PkgCheck("zlib", True, "meson.build"), PkgCheck("liblzma", None, "configure.ac"),
               PkgCheck("greet", True, "meson.build"), PkgCheck("libfoo", True, "meson.build"),
               PkgCheck("libbar", False, "meson.build"), PkgCheck("zlib", True, "again")]
-    checks += [PkgCheck("z", None, "configure.ac", library=True), PkgCheck("ncurses", None, "x", library=True)]
+    checks += [PkgCheck("z", None, "configure.ac", library=True), PkgCheck("ncurses", None, "x", library=True),
+               PkgCheck("tinfo", None, "x", library=True)]
     depends, comments = map_dependencies(checks, providers, "me")
     assert depends == ["zlib", "xz", "libgreet"]
     assert comments == ["TODO: needs libfoo (pkg-config 'libfoo', meson.build), no recipe provides it",
                         "optional: libbar (pkg-config 'libbar', meson.build): no recipe provides it, built without it",
-                        "TODO: needs ncurses (-lncurses, x), no recipe provides it (if the build requires it)"]
+                        "TODO: x checks for -lncurses -ltinfo, which no recipe provides: the build may need one of "
+                        "them"]
 
 
 def test_render_loads_as_yaml_with_string_versions(tmp_path):
