@@ -66,7 +66,7 @@ def choose_layer(ws, arg: str | None) -> tuple[Path, str, bool]:
                 return layer.path, layer.name, True
         if (path / "layer.yaml").is_file():
             return path, str(path), False
-        raise UserError(f"--layer {arg}: no layer of that name, and no layer.yaml in {path}", Where("--layer"),
+        raise UserError(f"no layer named '{arg}', and no layer.yaml in {path}", Where("--layer"),
                         hint="layers: " + ", ".join(layer.name for layer in layers) +
                              "; or make one with 'buildsys layer create DIR'")
     cwd = Path.cwd().resolve()
