@@ -224,3 +224,39 @@ def test_git_work_tree_and_git_url_are_pinned_to_the_commit(project, tmp_path):
     proc = cli(project, "recipe", "new", f"git+{repo.as_uri()}", "--rev", "nope", "--name", "g2", "--layer", "mine",
                check=2)
     assert "no branch or tag 'nope'" in proc.stderr
+
+
+# --- the fetcher's "download to learn the sha256" path, without the CLI ------------------------
+def test_learning_takes_a_premirror_by_name_and_refuses_offline(tmp_path):
+    from buildsys.errors import NetworkAccessError
+    from buildsys.fetch import FetchConfig, Source
+    from buildsys.fetch.checksum import verified
+    from buildsys.fetch.fetcher import fetch_learning_sha256
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    data = tarball("foo-1.0", {"Makefile": "all:\n"})
+    (mirror / "foo-1.0.tar.gz").write_bytes(data)
+    config = FetchConfig(tmp_path / "dl", premirrors=[mirror.as_uri()], mirrors=[])
+    learned = fetch_learning_sha256(Source("https://127.0.0.1:1/foo-1.0.tar.gz"), config, "foo", "1.0")
+    assert learned.sha256 == hashlib.sha256(data).hexdigest() and learned.origin.startswith("mirror file://")
+    assert verified(learned.path, learned.sha256) and learned.path == tmp_path / "dl/foo-1.0.tar.gz"
+    config.offline = True
+    with pytest.raises(NetworkAccessError):
+        fetch_learning_sha256(Source("https://127.0.0.1:1/foo-1.0.tar.gz"), config, "foo", "1.0")
+
+
+def test_an_archive_file_that_is_not_what_its_index_lists_is_not_kept(tmp_path, served):
+    from buildsys.errors import FetchError
+    from buildsys.fetch import FetchConfig, Source
+    from buildsys.fetch.fetcher import fetch_learning_sha256
+
+    www, base = served
+    listed = tarball("bar-2.0", {"Makefile": "all:\n"})
+    debian_archive(www / "debian", {"bar": {"bar_2.0.orig.tar.gz": listed}})
+    (www / "debian/pool/main/b/bar/bar_2.0.orig.tar.gz").write_bytes(b"swapped on the server")
+    config = FetchConfig(tmp_path / "dl", mirrors=["debian"], debian_archive=f"{base}/debian")
+    with pytest.raises(FetchError) as info:
+        fetch_learning_sha256(Source(f"{base}/bar-2.0.tar.gz"), config, "bar", "2.0")
+    assert f"the index lists {hashlib.sha256(listed).hexdigest()}" in str(info.value)
+    assert not any(p.name.startswith("bar") for p in (tmp_path / "dl").iterdir())
