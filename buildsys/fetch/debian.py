@@ -95,10 +95,19 @@ class DebianArchive:
         another compression; 2: a repack (``+dfsg``, ``+ds``...).  Nothing
         here vouches for the bytes: the caller hashes what it downloads and
         tells the user where the sha256 came from."""
+        found = self._search_orig(project, version, ext, refresh=False)
+        if not found:
+            # As for the other lookups: an index over a day old may predate the release.
+            found = self._search_orig(project, version, ext, refresh=True)
+        return sorted(found.values(), key=lambda c: (c[2], c[0], c[1]))
+
+    def _search_orig(self, project: str, version: str, ext: str, refresh: bool) -> dict:
         want = _name_key(project)
         found: dict[str, tuple[str, str, int, Located]] = {}
         for suite, component in self._indices(SUITES):
-            for key, located in self._index(suite, component).items():
+            if refresh and not self._stale(suite, component):
+                continue
+            for key, located in self._index(suite, component, refresh).items():
                 if key[0] != "name":
                     continue
                 package, filename = key[1], key[2]
@@ -114,7 +123,7 @@ class DebianArchive:
                 best = found.get(located.sha256)
                 if best is None or rank < best[2]:
                     found[located.sha256] = (package, filename, rank, located)
-        return sorted(found.values(), key=lambda c: (c[2], c[0], c[1]))
+        return found
 
     # --- indices ------------------------------------------------------------------
     def _indices(self, suites):
