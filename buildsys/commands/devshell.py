@@ -35,12 +35,12 @@ class Devshell(Command):
     help = "a shell in a recipe's build sandbox after its configure (or one command: devshell RECIPE -- CMD)"
 
     def setup(self, parser):
-        parser.add_argument("recipe")
+        parser.add_argument("recipe", help="the recipe (NAME-native: its native variant)")
         board_option(parser)
         parser.add_argument("-j", "--jobs", type=int, default=0,
                             help="parallel tasks of the build before, and $JOBS in the shell (default: cores)")
         parser.add_argument("--offline", action="store_true", help="no network: sources must be in the download dir")
-        parser.add_argument("cmd", nargs="*", metavar="-- CMD",
+        parser.add_argument("cmd", nargs="*", default=[], metavar="-- CMD",
                             help="run this command in the sandbox instead of a shell; exit with its status")
 
     def run(self, args):
