@@ -55,7 +55,13 @@ class Devshell(Command):
         options = engine.BuildOptions(jobs=args.jobs, offline=args.offline, stop_after=LAST_TASK)
         result = engine.build(ws, [args.recipe], options)
         if not result.ok:
-            return result.status
+            # A configure that fails is what one most wants to look into:
+            # the shell (never a scripted command) opens on the work dir as
+            # that configure left it, its dependencies staged.
+            if args.cmd or result.failed != [f"{recipe.pn}:{LAST_TASK}"] or result.session is None:
+                return result.status
+            print(f"devshell: {recipe.pn}'s {LAST_TASK} failed (above); the shell opens on the work dir as it "
+                  "left it", file=sys.stderr)
         session = result.session
         assert session is not None      # stop_after never answers from the plan cache
         terminal = sys.stdin.isatty() and sys.stdout.isatty()

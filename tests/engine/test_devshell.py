@@ -121,43 +121,75 @@ def test_unknown_recipe_is_one_line(project, tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "unknown recipe 'helo'" in proc.stderr
 
 
-def test_interactive_shell_on_a_terminal(project, tmp_path):
-    """A terminal of its own: the prompt names the recipe and board, Ctrl-C
-    stops the foreground command and not the shell, exit's status comes back."""
-    pid, fd = pty.fork()
-    if pid == 0:    # the child: buildsys on the pty's other end
-        os.environ.update(_env(tmp_path))
-        os.execv(str(ROOT / ".venv/bin/buildsys"), ["buildsys", "--project", str(project), "devshell", "hello"])
-    seen = b""
+class Terminal:
+    """buildsys on the other end of a pseudo-terminal, as a user's shell runs it."""
 
-    def until(pattern: bytes, timeout: float = 60) -> None:
-        nonlocal seen
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:   # the child
+            os.environ.update(env)
+            os.execv(str(ROOT / ".venv/bin/buildsys"), ["buildsys", *argv])
+        self.seen = b""
+
+    def until(self, pattern: bytes, timeout: float = 60) -> None:
         end = time.monotonic() + timeout
-        while not re.search(pattern, seen):
-            assert time.monotonic() < end, f"no {pattern!r} in {seen[-2000:]!r}"
-            if select.select([fd], [], [], 0.2)[0]:
+        while not re.search(pattern, self.seen):
+            assert time.monotonic() < end, f"no {pattern!r} in {self.seen[-2000:]!r}"
+            if select.select([self.fd], [], [], 0.2)[0]:
                 try:
-                    seen += os.read(fd, 4096)
+                    self.seen += os.read(self.fd, 4096)
                 except OSError:
                     break
 
-    try:
-        until(rb"\[devshell hello tiny-x86\] /build/src")
-        os.write(fd, b"test -t 0 && echo TERMINAL-$((6*7)); sleep 60\n")
-        until(rb"TERMINAL-42")
-        os.write(fd, b"\x03")
-        os.write(fd, b"echo STILL-$((6*7))\n")
-        until(rb"STILL-42", timeout=20)
-        os.write(fd, b"exit 5\n")
-        _, status = os.waitpid(pid, 0)
-    finally:
+    def type(self, text: bytes) -> None:
+        os.write(self.fd, text)
+
+    def status(self) -> int:
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+
+    def close(self) -> None:
         try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 5
+        os.close(self.fd)
+
+
+def test_interactive_shell_on_a_terminal(project, tmp_path):
+    """A terminal of its own: the prompt names the recipe and board, Ctrl-C
+    stops the foreground command and not the shell, exit's status comes back."""
+    term = Terminal(["--project", str(project), "devshell", "hello"], _env(tmp_path))
+    try:
+        term.until(rb"\[devshell hello tiny-x86\] /build/src")
+        term.type(b"test -t 0 && echo TERMINAL-$((6*7)); sleep 60\n")
+        term.until(rb"TERMINAL-42")
+        term.type(b"\x03")
+        term.type(b"echo STILL-$((6*7))\n")
+        term.until(rb"STILL-42", timeout=20)
+        term.type(b"exit 5\n")
+        assert term.status() == 5
+    finally:
+        term.close()
+
+
+def test_a_failed_configure_opens_the_shell_but_runs_no_command(project, tmp_path):
+    recipe = project / "recipes/probe/probe.yaml"
+    recipe.write_text(recipe.read_text().replace("env | sort > /build/obj/step.env",
+                                                 "echo half-done > /build/obj/mark; exit 3"))
+    proc = _devshell(project, tmp_path, "probe", "--", "touch", "/build/obj/ran", check=1)
+    assert "probe:configure" in proc.stderr
+    assert not (tmp_path / "build/work/tiny-x86/probe/obj/ran").exists()
+    term = Terminal(["--project", str(project), "devshell", "probe"], _env(tmp_path))
+    try:
+        term.until(rb"configure failed")
+        term.until(rb"\[devshell probe tiny-x86\]")
+        term.type(b"cat /build/obj/mark; ls /build/sysroot/usr/include; exit\n")
+        term.until(rb"half-done")
+        term.until(rb"greet\.h")
+        assert term.status() == 0
+    finally:
+        term.close()
 
 
 def test_new_session_goes_only_with_a_terminal_of_its_own():
