@@ -239,7 +239,7 @@ def fetch_learning_sha256(source: Source, config: FetchConfig, project: str = ""
             actual = sha256_file(part)
             os.replace(part, final)
             record_verified(final, actual)
-        return Learned(final, actual, label if label != "upstream" else "upstream")
+        return Learned(final, actual, label)
     raise FetchError(f"could not fetch {source.name}: " + "; ".join(tried), source.where,
                      hint="check the URL (or --name/--version, which the Debian archive lookup uses), "
                           "or download the file and give its path")

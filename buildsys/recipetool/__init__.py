@@ -181,7 +181,7 @@ def create(ws, spec: str, layer_arg: str | None = None, name: str | None = None,
     checks.append(f"class {det.cls}: {det.system}")
     checks += det.notes
     checks += lic.notes
-    checks += [line for line in dep_comments if line.startswith("TODO")]
+    checks += [line for line in dep_comments + det.todos if line.startswith("TODO")]
     if det.options:
         checks.append(f"{len(det.options)} build option(s) listed as comments: choose what the image needs")
     checks.append("add a 'summary:' line")

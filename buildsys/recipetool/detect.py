@@ -53,6 +53,7 @@ class Detected:
     checks: list[PkgCheck] = field(default_factory=list)
     options: list[str] = field(default_factory=list)    # comment lines: options not decided
     notes: list[str] = field(default_factory=list)      # things the user must check
+    todos: list[str] = field(default_factory=list)      # both: written in the recipe and to check
 
 
 def read(path: Path) -> str:
@@ -202,8 +203,8 @@ def _cmake(tree: Path) -> Detected | None:
             if module:
                 det.checks.append(PkgCheck(module, "REQUIRED" in words, f"{rel} find_package({name})"))
             else:
-                det.notes.append(f"{rel}: find_package({name}{' REQUIRED' if 'REQUIRED' in words else ''}): "
-                                 "find or write the recipe that installs its CMake package, and add it to depends")
+                det.todos.append(f"TODO: {rel} has find_package({name}{' REQUIRED' if 'REQUIRED' in words else ''})"
+                                 ": find or write the recipe that installs its CMake package, and add it to depends")
     project = re.search(r"\bproject\s*\(", text, re.IGNORECASE)
     if project:
         args = _call_args(text, project.end())

@@ -75,7 +75,7 @@ def render(name: str, origin: Origin, det: Detected, lic: LicenseGuess, depends:
         out.append(f"{key}: {flow_list(value) if isinstance(value, list) else scalar(value)}")
     if depends:
         out.append(f"depends: {flow_list(depends)}")
-    for line in dep_comments:
+    for line in dep_comments + det.todos:
         out += comment(line)
     args_key = _ARGS_KEY.get(det.cls)
     if det.options and args_key:
