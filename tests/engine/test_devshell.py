@@ -222,3 +222,12 @@ def test_devshell_on_the_real_boards(board, cc, tmp_path):
     assert "SITE=/build/stage/config.site" in proc.stdout
     assert "zlib.h" in proc.stdout and "CONFIGURED" in proc.stdout and "LIMITS-OK" in proc.stdout
     assert ("AArch64" if board == "qemu-arm64" else "X86-64") in proc.stdout
+
+
+def test_stop_after_names_a_task_before_package():
+    from buildsys.engine import BuildOptions
+
+    assert BuildOptions(stop_after="patch").stop_after == "patch"
+    for bad in ("package", "devshell"):
+        with pytest.raises(ValueError, match="stop_after must be one of fetch, unpack"):
+            BuildOptions(stop_after=bad)
