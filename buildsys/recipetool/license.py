@@ -100,8 +100,9 @@ def license_files(tree: Path) -> list[str]:
     LICENSES/ (REUSE), and one directory down (lz4's lib/LICENSE, a bundled library's
     COPYING), at most MAX_FILES."""
     out = []
+    # Not debian/: a distribution's packaging (debian/copyright), not upstream's license.
     subdirs = sorted(e.name for e in os.scandir(tree) if e.is_dir(follow_symlinks=False)
-                     and not e.name.startswith("."))
+                     and not e.name.startswith(".") and e.name != "debian")
     for sub in ["", *subdirs]:
         directory = tree / sub if sub else tree
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):

@@ -224,7 +224,7 @@ def test_gpl_only_without_such_a_notice_and_several_licenses(tmp_path):
 
 def test_license_files_one_directory_down(tmp_path):
     write_tree(tmp_path, {"LICENSE": "lib/ is BSD, the rest GPL\n", "lib/LICENSE": BSD2, "programs/COPYING": GPL2_HEAD,
-                          "deep/er/COPYING": MIT, ".git/COPYING": MIT})
+                          "deep/er/COPYING": MIT, ".git/COPYING": MIT, "debian/copyright": "Format: ...\n"})
     result = guess(tmp_path)
     assert [(f.path, f.spdx) for f in result.files] == [
         ("LICENSE", None), ("lib/LICENSE", "BSD-2-Clause"), ("programs/COPYING", "GPL-2.0")]
