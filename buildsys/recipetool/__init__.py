@@ -47,6 +47,16 @@ class Created:
     checks: list[str] = field(default_factory=list)     # things for the user to check
 
 
+def _writable(layer):
+    """A layer pinned from git is a shared checkout of one commit: no place for new files."""
+    pin = getattr(layer, "git", None)
+    if pin is not None:
+        raise UserError(f"layer '{layer.name}' is pinned from git ({pin.url} at {pin.commit[:12]}), a checkout "
+                        "shared by projects", Where("--layer"),
+                        hint="clone its repository, add the clone as a path layer, and write the recipe there")
+    return layer
+
+
 def choose_layer(ws, arg: str | None) -> tuple[Path, str, bool]:
     """(directory, label, in effect) of the layer that gets the recipe.
 
@@ -59,11 +69,11 @@ def choose_layer(ws, arg: str | None) -> tuple[Path, str, bool]:
     if arg:
         for layer in layers:
             if layer.name == arg:
-                return layer.path, layer.name, True
+                return _writable(layer).path, layer.name, True
         path = Path(arg).absolute().resolve()
         for layer in layers:
             if layer.path.resolve() == path:
-                return layer.path, layer.name, True
+                return _writable(layer).path, layer.name, True
         if (path / "layer.yaml").is_file():
             return path, str(path), False
         raise UserError(f"no layer named '{arg}', and no layer.yaml in {path}", Where("--layer"),
@@ -74,7 +84,7 @@ def choose_layer(ws, arg: str | None) -> tuple[Path, str, bool]:
               and (cwd == layer.path.resolve() or layer.path.resolve() in cwd.parents)]
     if inside:
         best = max(inside, key=lambda layer: len(layer.path.resolve().parts))
-        return best.path, best.name, True
+        return _writable(best).path, best.name, True
     if all(layer.name == "core" for layer in layers):
         return root, "core", True
     raise UserError("the project has several layers: say which one gets the recipe", Where("--layer"),

@@ -276,3 +276,37 @@ def test_render_loads_as_yaml_with_string_versions(tmp_path):
     assert max(len(line) for line in text.splitlines() if line.lstrip().startswith("# a comment")) <= 100
     assert [scalar(v) for v in ("1.10", "on", "a: b", "x #y", "plain-1.0")] == [
         '"1.10"', '"on"', '"a: b"', '"x #y"', "plain-1.0"]
+
+
+# --- the layer that gets the recipe -----------------------------------------------------------
+def test_choose_layer(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from buildsys.errors import UserError
+    from buildsys.model import GitPin, Layer
+    from buildsys.recipetool import choose_layer
+
+    core = Layer("core", 0, tmp_path)
+    mine = Layer("mine", 10, tmp_path / "layers/mine")
+    pinned = Layer("theirs", 10, tmp_path / "cache/theirs", git=GitPin("https://example.org/l.git", "a" * 40))
+    for layer in (mine, pinned):
+        layer.path.mkdir(parents=True)
+    ws = SimpleNamespace(project=SimpleNamespace(root=tmp_path, layers=[core, mine, pinned]))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="several layers"):
+        choose_layer(ws, None)
+    assert choose_layer(ws, "mine") == (mine.path, "mine", True)
+    assert choose_layer(ws, str(tmp_path)) == (tmp_path, "core", True)
+    with pytest.raises(UserError, match="pinned from git"):
+        choose_layer(ws, "theirs")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/layer.yaml").write_text("format: 1\nname: other\n")
+    assert choose_layer(ws, str(tmp_path / "other")) == (tmp_path / "other", str(tmp_path / "other"), False)
+    monkeypatch.chdir(mine.path)
+    assert choose_layer(ws, None)[1] == "mine"
+    monkeypatch.chdir(pinned.path)
+    with pytest.raises(UserError, match="pinned from git"):
+        choose_layer(ws, None)
+    ws.project.layers = [core]
+    monkeypatch.chdir(tmp_path)
+    assert choose_layer(ws, None) == (tmp_path, "core", True)
