@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import FetchError, UserError, Where
 from ..fetch import git as gitfetch
+from ..fetch.checksum import forget_verified, record_verified
 from ..fetch.fetcher import fetch_learning_sha256
 from ..fetch.source import FetchConfig, Source
 from ..fetch.unpack import TAR_SUFFIXES
@@ -129,6 +130,7 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
         entry["name"] = "${name}-${version}" + github["ext"] if github else _template(download_name, version)
     comments: list[str] = []
     notes: list[str] = []
+    path = learned.path
     if local:
         comments.append(f"sha256 computed by 'buildsys recipe new' on the local file {filename}")
         notes.append("the source is a local file (file:// URL): put the upstream URL in its place "
@@ -142,6 +144,12 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
             rank = 3
             notes.append(f"Debian's {debfile} is a git archive of commit {made_by_git[:12]}, not the release "
                          f"tarball {filename}")
+            # Kept under the archive's name, the one the debian: source below is stored as:
+            # under upstream's name it would pose as the release tarball in the download dir.
+            path = learned.path.with_name(debfile)
+            os.replace(learned.path, path)
+            forget_verified(learned.path)
+            record_verified(path, learned.sha256)
         if rank == 0:
             comments.append(f"sha256 computed by 'buildsys recipe new' on Debian's {debfile}, taken for "
                             "upstream's file (Debian ships upstream tarballs as they are, usually)")
@@ -161,7 +169,7 @@ def _archive_origin(url: str, filename: str, config: FetchConfig, name: str | No
     else:
         comments.append(f"sha256 computed by 'buildsys recipe new' on the file from {learned.origin}")
         notes.append("check the sha256 against upstream's published checksum or signature")
-    return Origin(name, version, entry, learned.path, comments=comments, notes=notes)
+    return Origin(name, version, entry, path, comments=comments, notes=notes)
 
 
 def _git_archive_commit(path: Path) -> str | None:

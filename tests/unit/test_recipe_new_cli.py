@@ -141,6 +141,7 @@ def test_upstream_gone_found_in_the_debian_archive_by_name(project, served, tmp_
     assert "is a git archive of commit 71c2ab509a86, not the release tarball jq-1.7.1.tar.gz" in proc.stdout
     recipe = yaml.safe_load((project / "layers/mine/recipes/jq/jq.yaml").read_text())
     assert recipe["sources"][0]["url"] == "debian:jq/jq_${version}.orig.tar.gz" and recipe["autoreconf"] is True
+    assert (project / "dl/jq_1.7.1.orig.tar.gz").read_bytes() == tag and not (project / "dl/jq-1.7.1.tar.gz").exists()
 
     missing = cli(project, "recipe", "new", f"{base}/nothing-2.0.tar.gz", "--layer", "mine", mirrors="debian",
                   check=2)
