@@ -42,6 +42,17 @@ class Origin:
     comments: list[str] = field(default_factory=list)   # written above the source entry
     notes: list[str] = field(default_factory=list)      # things to check
 
+    @property
+    def homepage(self) -> str | None:
+        """The project page of a source on a git forge (github.com, gitlab.com, codeberg.org)."""
+        url = self.entry.get("git") or self.entry.get("url") or ""
+        parts = urlsplit(url)
+        if parts.scheme == "https" and parts.hostname in ("github.com", "gitlab.com", "codeberg.org"):
+            owner_repo = [p for p in parts.path.split("/") if p][:2]
+            if len(owner_repo) == 2:
+                return f"https://{parts.hostname}/{owner_repo[0]}/{owner_repo[1].removesuffix('.git')}"
+        return None
+
 
 def split_name(filename: str) -> tuple[str, str | None]:
     """``foo-1.2.3.tar.gz`` -> (foo, 1.2.3); ``foo.tar.gz`` -> (foo, None)."""

@@ -59,6 +59,8 @@ def render(name: str, origin: Origin, det: Detected, lic: LicenseGuess, depends:
             what = f"  # {f.spdx}" if f.spdx else "  # not recognised: read it"
             out.append(f"  - {{path: {scalar(f.path)}, sha256: {f.sha256}}}{what}")
     out.append("# TODO: summary: one line saying what it is")
+    if origin.homepage:
+        out.append(f"homepage: {scalar(origin.homepage)}")
     out.append("sources:")
     for line in origin.comments:
         out += comment(line, "  ")

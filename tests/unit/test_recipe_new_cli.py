@@ -126,6 +126,7 @@ def test_upstream_gone_found_in_the_debian_archive_by_name(project, served, tmp_
     assert recipe["sources"] == [{"url": "https://github.com/DaveGamble/cJSON/archive/refs/tags/v${version}.tar.gz",
                                   "sha256": hashlib.sha256(same).hexdigest(), "name": "${name}-${version}.tar.gz"}]
     assert recipe["class"] == "cmake" and (project / "dl/cjson-1.7.18.tar.gz").read_bytes() == same
+    assert recipe["homepage"] == "https://github.com/DaveGamble/cJSON"
 
     # (upstream answers 404 here, at once: no retries for a file that is not there)
     proc = cli(project, "recipe", "new", f"{base}/json-c-0.18.tar.gz", "--layer", "mine", mirrors="debian", check=0)
