@@ -7,7 +7,9 @@ else changed.  Kbuild (the kernel, busybox) records per object which config
 symbols it used and the exact command line, so a changed config fragment
 recompiles just what depends on it.  A live working tree is synced file by
 file, keeping times (livesync.py), so make sees which sources are newer than
-their objects.  Anything else -- a new compiler or engine, another
+their objects; when no build file changed (configure.ac, CMakeLists.txt,
+meson.build, a Makefile... see livetree.CONFIGURE_FILES) the configure step
+is not run again either, as Yocto's externalsrc does.  Anything else -- a new compiler or engine, another
 dependency, a changed patch, CFLAGS -- is a clean build: plain Makefiles do
 not notice a changed flag, and staged dependencies carry clamped times.
 
@@ -32,7 +34,8 @@ TRACKED_VALUES: dict[str, frozenset[str]] = {
 _SAME = ("engine", "buildenv", "recipe", "class", "target", "extra", "deps")
 
 CONFIGURE = "configure"   # keep sources and objects; start at configure
-SYNC = "sync"             # live source: sync the tree into the kept source dir, keep objects
+SYNC = "sync"             # live source: sync the tree into the kept source dir, keep objects, configure again
+SYNC_COMPILE = "sync-compile"   # the same, but configure's inputs did not change: no configure step
 
 
 def read_record(stamps: Path) -> dict | None:
@@ -63,11 +66,18 @@ def reuse(old: dict | None, new: dict, class_name: str) -> str | None:
         return None
     old_values, new_values = old.get("values") or {}, new.get("values") or {}
     changed = {key for key in set(old_values) | set(new_values) if old_values.get(key) != new_values.get(key)}
+    tracked = TRACKED_VALUES.get(class_name, frozenset())
     live = _is_live(new_values)
     if live and _is_live(old_values):
         changed.discard("sources")
+        if old_values["sources"][0].get("live_configure") != new_values["sources"][0].get("live_configure"):
+            # A build file changed: only Kbuild configures again in a kept
+            # object dir; anything else (a Makefile's flags, meson.build) is clean.
+            return SYNC if tracked and changed <= tracked else None
+        if not changed:
+            return SYNC_COMPILE
     elif "sources" in changed:
         return None
-    if not changed <= TRACKED_VALUES.get(class_name, frozenset()):
+    if not changed <= tracked:
         return None
     return SYNC if live else CONFIGURE

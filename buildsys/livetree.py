@@ -61,6 +61,29 @@ def digest(root: str | os.PathLike, where: Where | None = None) -> str:
     return digest_entries(scan(root, where))
 
 
+# Files a package's configure step reads, or that say how it is built (a
+# plain Makefile's flags): Yocto's externalsrc re-runs do_configure when one
+# of these changes, and so do we -- an edit to anything else (a .c file) goes
+# straight to the compile step, which is what keeps the loop short for
+# autotools and Meson projects.
+CONFIGURE_FILES = ("configure", "configure.ac", "configure.in", "aclocal.m4", "acinclude.m4", "Makefile.am",
+                   "Makefile.in", "config.h.in", "CMakeLists.txt", "CMakePresets.json", "meson.build",
+                   "meson_options.txt", "meson.options", "Makefile", "makefile", "GNUmakefile")
+CONFIGURE_SUFFIXES = (".cmake", ".m4", ".mk", ".pc.in", ".ac", ".am")
+
+
+def is_configure_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name in CONFIGURE_FILES or name.endswith(CONFIGURE_SUFFIXES) or name.startswith("Kconfig")
+
+
+def digests(root: str | os.PathLike, where: Where | None = None) -> dict[str, str]:
+    """{"live_tree": the whole tree's digest, "live_configure": its configure files'}."""
+    entries = scan(root, where)
+    return {"live_tree": digest_entries(entries),
+            "live_configure": digest_entries([e for e in entries if is_configure_file(e.path)])}
+
+
 def resolve_dir(project_root: Path, value: str) -> Path:
     """A live_sources value: absolute, or relative to the project."""
     path = Path(os.path.expanduser(value))

@@ -149,7 +149,7 @@ def sigdata(recipe: Recipe, board, class_version: str, extra: dict, deps: dict[s
         # A live working tree stands for the sources: its content, never its path.
         from . import livetree
 
-        values["sources"] = [{"live_tree": livetree.digest(live, recipe.where("live_source"))}]
+        values["sources"] = [livetree.digests(live, recipe.where("live_source"))]
     return {
         "engine": engine_version(),
         "buildenv": {"id": env.id} if env is not None else host_environment(),

@@ -80,7 +80,8 @@ def unpack(run: TaskRun) -> str | None:
     paths, recipe, session = run.paths, run.recipe, run.session
     # A live-source build the plan lets keep its work dir (incremental.py)
     # syncs the tree into the kept source and object dirs; any other starts clean.
-    keep = ("src", "obj") if session.plan_.reuse.get(recipe.pn) == incremental.SYNC else ()
+    keep = ("src", "obj") if session.plan_.reuse.get(recipe.pn) in (incremental.SYNC, incremental.SYNC_COMPILE) \
+        else ()
     for name in WORK_DIRS:
         if name not in keep:
             clean_dir(getattr(paths, name))
@@ -169,6 +170,9 @@ def configure(run: TaskRun) -> str | None:
         dep_recipe = session.recipe(dep)
         target = paths.native if dep_recipe.variant == "native" else paths.sysroot
         copy_tree(session.package_dir(dep), target)
+    if session.plan_.reuse.get(recipe.pn) == incremental.SYNC_COMPILE:
+        run.log("configure not run again: only files configure does not read changed in the live source")
+        return "kept"
     run.run_class()
     return None
 

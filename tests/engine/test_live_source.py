@@ -75,6 +75,8 @@ def test_live_edit_recompiles_only_what_changed_and_equals_clean_build(tiny, tmp
     assert "libgreet:unpack" in second.stderr
     log = (tmp_path / "build/work/tiny-x86/libgreet/logs/unpack.log").read_text()
     assert "1 file(s) copied, 0 removed" in log
+    configure_log = (tmp_path / "build/work/tiny-x86/libgreet/logs/configure.log").read_text()
+    assert "configure not run again" in configure_log      # only a .c file changed
     after_extra, after_greet = os.stat(src / "extra.o"), os.stat(src / "greet.o")
     assert (after_extra.st_ino, after_extra.st_mtime_ns) == (extra_o.st_ino, extra_o.st_mtime_ns), \
         "extra.o was rebuilt though extra.c did not change"
@@ -86,12 +88,20 @@ def test_live_edit_recompiles_only_what_changed_and_equals_clean_build(tiny, tmp
     assert "libgreet:compile" in clean.stderr
     assert tree_digest(package_of(tmp_path / "clean", "libgreet")) == incremental
 
-    # A file removed from the tree goes from the source dir too; the Makefile
-    # no longer needs it.
-    (tree / "extra.c").unlink()
-    (tree / "Makefile").write_text(MAKEFILE.replace(" extra.o", ""))
+    # A file removed from the tree goes from the source dir too.
+    (tree / "extra.h").write_text("/* unused */\n")
     run_buildsys("--project", tiny, "build", "-j", "2", env=env, check=0)
-    assert not (src / "extra.c").exists()
+    assert (src / "extra.h").is_file()
+    (tree / "extra.h").unlink()
+    greet.write_text(greet.read_text() + "/* new content: not in any store */\n")
+    run_buildsys("--project", tiny, "build", "-j", "2", env=env, check=0)
+    assert not (src / "extra.h").exists()
+    assert os.stat(src / "extra.o").st_ino == extra_o.st_ino
+
+    # A changed Makefile (flags make would not notice) is a clean build.
+    (tree / "Makefile").write_text(MAKEFILE.replace("$(CFLAGS)", "$(CFLAGS) -O1"))
+    run_buildsys("--project", tiny, "build", "-j", "2", env=env, check=0)
+    assert os.stat(src / "extra.o").st_mtime_ns != extra_o.st_mtime_ns
 
 
 def test_planted_link_in_source_dir_is_not_followed(tiny, tmp_path):

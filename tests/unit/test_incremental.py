@@ -19,8 +19,8 @@ def sigdata(**values):
     return base
 
 
-def live(digest="d1", **values):
-    return sigdata(sources=[{"live_tree": digest}], **values)
+def live(digest="d1", configure="c1", **values):
+    return sigdata(sources=[{"live_tree": digest, "live_configure": configure}], **values)
 
 
 @pytest.mark.parametrize("old,new,class_name,expected", [
@@ -30,8 +30,13 @@ def live(digest="d1", **values):
     (sigdata(), sigdata(env={"CFLAGS": "-O3"}), "kernel", None),         # not a tracked value
     (sigdata(), sigdata(sources=[{"url": "u2", "sha256": "s2"}]), "kernel", None),   # new sources: clean
     (sigdata(), sigdata(patches=["p"]), "kernel", None),
-    (live("d1"), live("d2"), "make", incremental.SYNC),
+    (live("d1"), live("d2"), "make", incremental.SYNC_COMPILE),           # a .c file: no configure
+    (live("d1"), live("d2"), "autotools", incremental.SYNC_COMPILE),
+    (live("d1"), live("d2", "c2"), "meson", None),                        # meson.build changed: clean
+    (live("d1"), live("d2", "c2"), "make", None),                         # a Makefile's flags: clean
+    (live("d1"), live("d2", "c2"), "kernel", incremental.SYNC),           # Kbuild configures in place
     (live("d1"), live("d2", config_fragments=["b"]), "kernel", incremental.SYNC),
+    (live("d1"), live("d2", config_fragments=["b"]), "make", None),
     (live("d1"), live("d2", env={"X": "1"}), "make", None),
     (sigdata(), live("d2"), "make", None),                                # archive -> live: clean
     (live("d1"), sigdata(), "make", None),                                # live -> archive (reset): clean
@@ -157,6 +162,20 @@ def test_live_tree_refuses_special_files(tmp_path):
     os.mkfifo(tree / "pipe")
     with pytest.raises(UserError, match="not a file, directory or symlink"):
         livetree.scan(tree)
+
+
+def test_configure_digest_follows_build_files_only(tmp_path):
+    tree = write_tree(tmp_path / "tree", {"main.c": "a\n", "CMakeLists.txt": "x\n", "sub/meson.build": "m\n",
+                                          "m4/ax_foo.m4": "f\n", "README": "r\n"})
+    first = livetree.digests(tree)
+    write_tree(tree, {"main.c": "b\n", "README": "s\n"})
+    second = livetree.digests(tree)
+    assert second["live_tree"] != first["live_tree"] and second["live_configure"] == first["live_configure"]
+    for name in ("sub/meson.build", "m4/ax_foo.m4", "CMakeLists.txt"):
+        write_tree(tree, {name: "changed\n"})
+        third = livetree.digests(tree)
+        assert third["live_configure"] != second["live_configure"], name
+        second = third
 
 
 def test_digest_ignores_git_and_sees_modes(tmp_path):
