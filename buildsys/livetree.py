@@ -4,7 +4,8 @@ is in it, and its content digest for the recipe's signature.
 The tree is the developer's: it changes between builds, so its digest takes
 the place of the sources' sha256s in the signature (an edit makes a new key,
 the same content gives the same key anywhere).  ``.git`` directories are left
-out -- history is not input, and a ``git commit`` alone must not rebuild.
+out -- history is not input, and a ``git commit`` alone must not rebuild --
+and so is what git ignores in a git work tree (see git_files).
 Files are hashed once per (inode, size, mtime, ctime) in this process: a
 build plans and then syncs, and both need the digest.
 
@@ -14,7 +15,9 @@ recipe's source dir and checks it against the digest computed here.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 from .errors import UserError, Where
@@ -33,11 +36,22 @@ def scan(root: str | os.PathLike, where: Where | None = None) -> list[Entry]:
         raise UserError(f"live source {root} is not a directory", where,
                         hint="fix live_sources in local.yaml, or `buildsys source RECIPE --reset`")
     out: list[Entry] = []
+    listed = git_files(root)
+    parents = {p for f in listed for p in _parents(f)} if listed is not None else set()
+
+    def wanted(rel: str) -> bool:
+        # Outside git everything; in git what it lists, the dirs above, and
+        # what is below a listed dir (a submodule).
+        return listed is None or rel in listed or rel in parents or any(p in listed for p in _parents(rel))
+
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP)
-        for name in dirnames + sorted(f for f in filenames if f not in SKIP):
+        top = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        prefix = "" if top == "." else top + "/"
+        # Ignored by git: a build product of your own `make`, a build dir.
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP and wanted(prefix + d))
+        for name in dirnames + sorted(f for f in filenames if f not in SKIP and wanted(prefix + f)):
             full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            rel = prefix + name
             st = os.lstat(full)
             mode = stat.S_IMODE(st.st_mode)
             if stat.S_ISLNK(st.st_mode):
@@ -55,6 +69,36 @@ def scan(root: str | os.PathLike, where: Where | None = None) -> list[Entry]:
                                 hint="remove sockets, fifos and device nodes from the working tree")
     out.sort(key=lambda e: e.path)
     return out
+
+
+def _parents(rel: str) -> list[str]:
+    parts = rel.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def git_files(root: str) -> set[str] | None:
+    """For a git work tree, the files git would commit: tracked ones and
+    untracked ones not ignored (`git ls-files -co --exclude-standard`), so
+    that objects and binaries of the developer's own builds (ignored by
+    .gitignore) stay out of the build.  None (every file counts) outside git,
+    or when git cannot tell.  The repository's own config must not run
+    anything here: no fsmonitor, no hooks."""
+    if not os.path.exists(os.path.join(root, ".git")):
+        return None
+    git = shutil.which("git")
+    if git is None:
+        return None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    try:
+        proc = subprocess.run([git, "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+                               "-c", f"safe.directory={root}", "-C", root, "ls-files", "-z", "-c", "-o",
+                               "--exclude-standard"], env=env, capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return {name for name in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if name}
 
 
 def digest(root: str | os.PathLike, where: Where | None = None) -> str:

@@ -211,3 +211,17 @@ def test_configedit_puts_the_old_text_back_when_the_project_breaks(tmp_path):
     with pytest.raises(UserError):
         configedit.set_mapping(tmp_path / "new.yaml", "live_sources", {"a": "/b"}, broken)
     assert not (tmp_path / "new.yaml").exists()
+
+
+def test_git_work_tree_leaves_out_what_git_ignores(tmp_path):
+    import subprocess
+
+    tree = write_tree(tmp_path / "tree", {"main.c": "a\n", ".gitignore": "hello\nbuild/\n", "new.c": "n\n"})
+    subprocess.run(["git", "init", "-q", str(tree)], check=True)
+    subprocess.run(["git", "-C", str(tree), "add", "main.c", ".gitignore"], check=True)
+    first = livetree.digest(tree)
+    write_tree(tree, {"hello": "a host binary\n", "build/x.o": "object\n"})
+    assert livetree.digest(tree) == first
+    assert [e.path for e in livetree.scan(tree)] == [".gitignore", "main.c", "new.c"]
+    write_tree(tree, {"new2.c": "untracked, not ignored\n"})
+    assert livetree.digest(tree) != first
