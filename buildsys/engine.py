@@ -27,6 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .build import Session
     from .workspace import Workspace
 
+# What an incremental rebuild keeps (incremental.py), said after why a recipe runs.
+_KEPT = {"configure": " (incremental: sources and object dir kept)",
+         "sync": " (incremental: live tree synced, object dir kept)",
+         "sync-compile": " (incremental: live tree synced, object dir kept, no configure)"}
+
 # Plan cache entries under this prefix record a deployed dir (relative to the
 # deploy root) and the signature its manifest.json must carry.
 _DEPLOY = "deploy:"
@@ -140,7 +145,8 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
     ran = sorted({node.rsplit(":", 1)[0] for node in graph.nodes
                   if not node.endswith((":restore", ":fetch"))})
     for pn in ran:
-        print(f"{pn}: runs because {session.why(pn)}", file=sys.stderr)
+        kept = _KEPT.get(session.plan_.reuse.get(pn, ""), "")
+        print(f"{pn}: runs because {session.why(pn)}{kept}", file=sys.stderr)
     sigs = {r.pn: session.sigs[r.pn] for r in targets}
     if session.fetch_config.offline:
         # One error naming every missing file, before any step runs.
