@@ -90,7 +90,9 @@ class Plan:
             stamp = stamps / task
             if stamp.is_file() and not stamp.is_symlink() and stamp.read_text() == sig:
                 start = i + 1
-            else:
+            elif task != "fetch":
+                # (unpack removes every stamp, fetch's too: an unpack stamp
+                # for this signature says the fetch was done.)
                 break
         if start == 0 and not forced and self.incremental:
             how = incremental.reuse(incremental.read_record(stamps), self.sigdata[pn], self.recipe(pn).class_name)

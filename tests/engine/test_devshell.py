@@ -164,6 +164,7 @@ def test_interactive_shell_on_a_terminal(project, tmp_path):
         term.until(rb"\[devshell hello tiny-x86\] /build/src")
         term.type(b"test -t 0 && echo TERMINAL-$((6*7)); sleep 60\n")
         term.until(rb"TERMINAL-42")
+        time.sleep(1)       # let bash make `sleep` the terminal's foreground job before Ctrl-C
         term.type(b"\x03")
         term.type(b"echo STILL-$((6*7))\n")
         term.until(rb"STILL-42", timeout=20)

@@ -81,3 +81,25 @@ def test_a_tampered_cache_entry_is_rebuilt_not_used(tiny, tmp_path):
     assert "instead of restoring from the cache" in second.stderr
     assert "hello:compile" in second.stderr
     assert _app(tmp_path / "build2") == _app(tmp_path / "build1")
+
+
+def test_a_build_stopped_after_compile_resumes_at_install(tiny, tmp_path):
+    """The stamps say unpack..compile were done for this signature (unpack
+    removed fetch's stamp): the next run starts at install, not at unpack."""
+    env = _env(tmp_path, "build")
+    first = subprocess.run([sys.executable, "-m", "buildsys", "--project", str(tiny), "build", "libgreet"], env=env,
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    stamps = tmp_path / "build/work/tiny-x86/libgreet/stamps"
+    assert not (stamps / "fetch").exists() and (stamps / "compile").is_file()
+    sig = (stamps / "package").read_text()
+    for name in ("install", "package"):
+        (stamps / name).unlink()
+    for path in (tmp_path / "build/packages").glob(sig + "*"):
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    env["BUILDSYS_CACHE_DIR"] = str(tmp_path / "empty-cache")
+    again = subprocess.run([sys.executable, "-m", "buildsys", "--project", str(tiny), "build", "libgreet"], env=env,
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "libgreet:install" in again.stderr and "libgreet:package" in again.stderr
+    assert "libgreet:compile" not in again.stderr and "libgreet:unpack" not in again.stderr
