@@ -94,7 +94,8 @@ class Plan:
                 # (unpack removes every stamp, fetch's too: an unpack stamp
                 # for this signature says the fetch was done.)
                 break
-        if start == 0 and not forced and self.incremental:
+        if start <= TASKS.index("fetch") + 1 and not forced and self.incremental:
+            # Nothing past fetch done for this signature: may the last work dir be kept?
             how = incremental.reuse(incremental.read_record(stamps), self.sigdata[pn], self.recipe(pn).class_name)
             if how is not None:
                 self.reuse[pn] = how
