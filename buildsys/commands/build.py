@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from .. import engine
-from ..errors import UserError, Where
 from ..workspace import Workspace
-from .base import Command, board_option
+from .base import Command, board_option, build_options, jobs
 
 
 class Build(Command):
@@ -14,17 +13,13 @@ class Build(Command):
     def setup(self, parser):
         parser.add_argument("target", nargs="*")
         board_option(parser)
-        parser.add_argument("-j", "--jobs", type=int, default=0, help="parallel tasks (default: cores)")
+        build_options(parser)
         parser.add_argument("-k", "--keep-going", action="store_true",
                             help="build all that does not depend on a failure")
-        parser.add_argument("--offline", action="store_true", help="no network: sources must be in the download dir")
         parser.add_argument("--force", action="append", default=[], metavar="RECIPE",
                             help="rebuild RECIPE even if cached")
 
     def run(self, args):
-        if args.jobs < 0:
-            raise UserError(f"-j {args.jobs}: the number of parallel tasks cannot be negative", Where("command line"),
-                            hint="0 means one per core")
-        options = engine.BuildOptions(jobs=args.jobs, keep_going=args.keep_going, offline=args.offline,
+        options = engine.BuildOptions(jobs=jobs(args), keep_going=args.keep_going, offline=args.offline,
                                       force=frozenset(args.force))
         return engine.build(Workspace(args), args.target, options).status

@@ -22,8 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import UserError, Where
-from .base import Command, board_option
+from .base import Command, board_option, build_options, jobs
 
 # The task the work dir is left after: sources unpacked and patched,
 # dependencies staged, the class's configure done.
@@ -37,9 +36,7 @@ class Devshell(Command):
     def setup(self, parser):
         parser.add_argument("recipe", help="the recipe (NAME-native: its native variant)")
         board_option(parser)
-        parser.add_argument("-j", "--jobs", type=int, default=0,
-                            help="parallel tasks of the build before, and $JOBS in the shell (default: cores)")
-        parser.add_argument("--offline", action="store_true", help="no network: sources must be in the download dir")
+        build_options(parser, "parallel tasks of the build before, and $JOBS in the shell (default: cores)")
         parser.add_argument("cmd", nargs="*", default=[], metavar="-- CMD",
                             help="run this command in the sandbox instead of a shell; exit with its status")
 
@@ -47,12 +44,9 @@ class Devshell(Command):
         from .. import engine
         from ..workspace import Workspace
 
-        if args.jobs < 0:
-            raise UserError(f"-j {args.jobs}: the number of parallel tasks cannot be negative", Where("command line"),
-                            hint="0 means one per core")
         ws = Workspace(args)
         recipe = ws.targets([args.recipe])[0]
-        options = engine.BuildOptions(jobs=args.jobs, offline=args.offline, stop_after=LAST_TASK)
+        options = engine.BuildOptions(jobs=jobs(args), offline=args.offline, stop_after=LAST_TASK)
         result = engine.build(ws, [args.recipe], options)
         if not result.ok:
             # A configure that fails is what one most wants to look into:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError, Where
-from .base import Command
+from .base import Command, build_options, jobs
 
 
 class Reproduce(Command):
@@ -16,8 +15,7 @@ class Reproduce(Command):
     def setup(self, parser):
         parser.add_argument("manifest", metavar="DEPLOY_DIR|manifest.json",
                             help="an image's deploy dir (build/deploy/<board>) or its manifest.json")
-        parser.add_argument("-j", "--jobs", type=int, default=0, help="parallel tasks (default: cores)")
-        parser.add_argument("--offline", action="store_true", help="no network: sources must be in the download dir")
+        build_options(parser)
         parser.add_argument("--work-dir", metavar="DIR",
                             help="build dir of the rebuild, new or empty (default: a new temp dir)")
         parser.add_argument("--keep", action="store_true", help="keep the rebuild's build dir when it reproduced")
@@ -26,12 +24,9 @@ class Reproduce(Command):
         from .. import reproduce
         from ..workspace import Workspace
 
-        if args.jobs < 0:
-            raise UserError(f"-j {args.jobs}: the number of parallel tasks cannot be negative", Where("command line"),
-                            hint="0 means one per core")
         path = reproduce.manifest_path(args.manifest)
         manifest = reproduce.load_manifest(path, need_format=2)
         ws = Workspace(argparse.Namespace(project=args.project, build_dir=args.build_dir, board=manifest["board"]))
-        options = reproduce.Options(jobs=args.jobs, offline=args.offline, keep=args.keep,
+        options = reproduce.Options(jobs=jobs(args), offline=args.offline, keep=args.keep,
                                     work_dir=Path(args.work_dir) if args.work_dir else None)
         return reproduce.reproduce(ws, path, manifest, options)
