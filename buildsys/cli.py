@@ -35,13 +35,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Global options that take a value (build_parser).
+_VALUE_OPTIONS = ("--project", "--build-dir")
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The subcommand's name: the first argument that is neither a global
+    option nor a global option's value."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`devshell RECIPE [options] -- CMD...`: everything after the first --
+    is the command, whatever options come before it (argparse alone says
+    "unrecognized arguments" when an option follows the recipe).  Other
+    commands parse the whole line as usual."""
+    if "--" in argv:
+        i = argv.index("--")
+        if getattr(COMMANDS.get(_command_name(argv[:i]) or ""), "takes_command", False):
+            args = parser.parse_args(argv[:i])
+            args.cmd = argv[i + 1:]
+            return args
+    return parser.parse_args(argv)
+
+
 def main(argv=None) -> int:
     try:
         parser = build_parser()
     except UserError as exc:  # pragma: no cover
         print(f"buildsys: {exc}", file=sys.stderr)
         return 2
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse(parser, argv)
     # A run builds millions of long-lived objects (parsed recipes, graphs) and
     # frees few: with the default thresholds the cyclic GC rescans them all
     # again and again, half the time of parsing 10,000 recipes.

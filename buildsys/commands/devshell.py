@@ -31,6 +31,7 @@ LAST_TASK = "configure"
 
 class Devshell(Command):
     name = "devshell"
+    takes_command = True        # what follows -- is CMD (see cli._parse)
     help = "a shell in a recipe's build sandbox after its configure (or one command: devshell RECIPE -- CMD)"
 
     def setup(self, parser):

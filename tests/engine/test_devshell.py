@@ -232,3 +232,12 @@ def test_stop_after_names_a_task_before_package():
     for bad in ("package", "devshell"):
         with pytest.raises(ValueError, match="stop_after must be one of fetch, unpack"):
             BuildOptions(stop_after=bad)
+
+
+def test_options_after_the_recipe_and_options_in_the_command(project, tmp_path):
+    """Everything after -- is the command, whatever options come before it;
+    the command's own options (-j2, --version) are not buildsys's."""
+    proc = _devshell(project, tmp_path, "hello", "-j", "1", "--", "sh", "-c", 'echo "J=$JOBS"; exit 4', check=4)
+    assert "J=1" in proc.stdout
+    proc = _devshell(project, tmp_path, "hello", "--", "make", "-j2", "--version")
+    assert proc.stdout.startswith("GNU Make")
