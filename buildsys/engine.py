@@ -49,6 +49,11 @@ class BuildOptions:
     # deployed.  A target the package store already has is set up again in
     # its work dir (the store keeps the installed tree, not the sources).
     stop_after: str | None = None
+    # The shared cache (docs/shared-cache.md): push what this build makes?
+    # None: as the project's shared_cache_mode says; False: --no-push.
+    push: bool | None = None
+    # A Dask scheduler address: recipes to build go to its workers (cluster.py).
+    cluster: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "force", frozenset(self.force))
@@ -126,12 +131,10 @@ def _from_plan(ws, names: list[str], key: str) -> BuildResult | None:
 
 
 def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> BuildResult:
-    from .build import Session
     from .deploy import deploy
 
     targets = ws.targets(names)
-    session = Session(ws.project, ws.board, ws.resolver, ws.paths, options.parallel,
-                      ws.fetch_config(options.offline))
+    session = new_session(ws, options)
     session.plan(targets)
     if options.stop_after is None:
         graph = session.execution_graph(set(options.force))
@@ -164,7 +167,12 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
                 f"{', '.join(sorted(sigs))}: done up to {options.stop_after} in the work dir"
             print(f"nothing to do: {done}", file=sys.stderr)
         else:
-            failed = session.run(graph, options.keep_going, options.force)
+            if options.cluster:
+                from .cluster import run_on_cluster
+
+                failed = run_on_cluster(session, graph, options)
+            else:
+                failed = session.run(graph, options.keep_going, options.force)
             if failed:
                 print(f"build failed: {', '.join(failed)}", file=sys.stderr)
                 # 2 when a task failed on bad input (a hostile archive, a
@@ -184,6 +192,21 @@ def _build(ws, names: list[str], options: BuildOptions, key: str | None) -> Buil
         return BuildResult(status=0, sigs=sigs, deployed=deployed, ran=ran, session=session)
     finally:
         _unlock(session)
+
+
+def new_session(ws: Workspace, options: BuildOptions = BuildOptions()) -> Session:
+    """A build session for the workspace, with its artifact cache: the local
+    one, in front of the team's shared cache when the project names one."""
+    from .build import Session
+    from .sharedcache import artifact_cache
+
+    session = Session(ws.project, ws.board, ws.resolver, ws.paths, options.parallel,
+                      ws.fetch_config(options.offline))
+    # Session opens the local cache alone; the layered one takes its place.
+    # (Session should take it as an argument: build.py is output-shaping, so
+    # that waits for the next change that must touch it anyway.)
+    session.cache = session.store.cache = artifact_cache(ws, push=options.push)
+    return session
 
 
 def _stop_after(session, graph, pns: set[str], last: str):

@@ -619,7 +619,18 @@ PROJECT_KEYS: dict[str, Setting] = {
     "offline": Bool(False),
     "debian_archive": Str(None),
     "source_date_epoch": Int(315532800, minimum=0),
-    "cache": Str(None),
+    "cache": Str(None, "this machine's artifact cache: a directory (default <build>/cache) or an http(s) URL"),
+    # Team scale (docs/shared-cache.md): a shared cache behind the local one, signed artifacts, a build cluster.
+    "shared_cache": Str(None, "the team's artifact cache (http(s) URL of an nginx WebDAV dir, or a directory): "
+                              "read through the local cache, pushed to unless read-only"),
+    "shared_cache_mode": Str("read-write", "read-only: never push (developer machines); read-write: push what "
+                                           "this machine builds (needs signing_key)",
+                             choices=("read-write", "read-only")),
+    "trusted_keys": StrList([], "public keys (NAME:BASE64, from `buildsys key new`) one of which must have signed "
+                                "an artifact from the shared cache"),
+    # Per machine (a private key's path), local.yaml or BUILDSYS_SIGNING_KEY.
+    "signing_key": Str(None, "private key file signing what this machine pushes (local.yaml only)"),
+    "cluster": Str(None, "Dask scheduler address (tcp://HOST:8786): recipes are built on its workers"),
     "build_env": Str("auto", "locked: steps run against the pinned environment of buildenv.lock.json; host: "
                              "against this host's /usr (artifacts only good for this host); auto: locked when "
                              "the project has a buildenv.lock.json"),
