@@ -94,6 +94,16 @@ def _check_meta(sig: str, data: bytes) -> dict | None:
     return meta
 
 
+def entry_record(sig: str, archive: Path, meta: dict) -> dict:
+    """The JSON of a cache entry: ``meta`` with the archive's sha256 and size, and its key."""
+    archive = Path(archive)
+    return dict(meta, sha256=sha256_file(archive), size=archive.stat().st_size, key=sig)
+
+
+def encode_record(record: dict) -> bytes:
+    return json.dumps(record, sort_keys=True, indent=1).encode()
+
+
 class CacheBackend(ABC):
     label = "cache"
 
@@ -116,9 +126,14 @@ class CacheBackend(ABC):
 
     # --- the interface -------------------------------------------------------------------
     def put(self, sig: str, archive: Path, meta: dict) -> None:
-        archive = Path(archive)
-        meta = dict(meta, sha256=sha256_file(archive), size=archive.stat().st_size, key=sig)
-        self._store(sig, archive, json.dumps(meta, sort_keys=True, indent=1).encode())
+        self.put_record(sig, archive, entry_record(sig, archive, meta))
+
+    def put_record(self, sig: str, archive: Path, record: dict) -> None:
+        """Store ``archive`` with ``record`` (from ``entry_record``, maybe signed) as its JSON."""
+        try:
+            self._store(sig, Path(archive), encode_record(record))
+        except _Unavailable as exc:
+            self._failed(f"PUT {sig}", exc)
 
     def get_meta(self, sig: str) -> dict | None:
         """The entry's JSON (verified to be a record for ``sig``), or None."""
@@ -143,10 +158,16 @@ class CacheBackend(ABC):
         """Fetch the archive to ``dest``; False when absent or when it fails
         verification (sha256 and size of the JSON, written after the archive).
         ``dest`` appears only complete and verified."""
-        dest = Path(dest)
         meta = self.get_meta(sig)
-        if meta is None:
-            return False
+        return meta is not None and self.get_archive(sig, dest, meta)
+
+    def get_archive(self, sig: str, dest: Path, meta: dict, who: str | None = None) -> bool:
+        """Fetch the archive to ``dest`` if it has the sha256 and size of
+        ``meta`` (a JSON read and checked before: the one that was verified,
+        never one read again, which may have changed since).  ``who`` names
+        the entry in messages (default: the archive's file name)."""
+        dest = Path(dest)
+        name = who or f"{sig}.tar.lz4"
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
@@ -155,18 +176,18 @@ class CacheBackend(ABC):
                     return False        # removed since the JSON was read (gc), or never complete
             actual = out.digest.hexdigest()
             if out.size != meta["size"] or actual != meta["sha256"]:
-                _warn(f"{self.label}: {sig}.tar.lz4 failed verification (size {out.size}, sha256 {actual}; "
-                      f"expected size {meta['size']}, sha256 {meta['sha256']}); rebuilding instead")
+                _warn(f"{self.label}: {name}: the archive is refused (size {out.size}, sha256 {actual}; "
+                      f"its JSON says size {meta['size']}, sha256 {meta['sha256']}); rebuilding instead")
                 return False
             os.replace(tmp, dest)
         except _Unavailable as exc:
             self._failed(f"reading {sig}.tar.lz4", exc)
             return False
         except _TooBig as exc:
-            _warn(f"{self.label}: {sig}.tar.lz4 refused: {exc}; rebuilding instead")
+            _warn(f"{self.label}: {name}: the archive is refused ({exc}); rebuilding instead")
             return False
         except OSError as exc:
-            _warn(f"{self.label}: reading {sig}.tar.lz4 failed: {exc}; rebuilding instead")
+            _warn(f"{self.label}: {name}: reading the archive failed: {exc}; rebuilding instead")
             return False
         finally:
             tmp.unlink(missing_ok=True)
@@ -399,16 +420,20 @@ def _remove_entry(root: Path, sig: str, parts: dict[str, os.stat_result], comple
 # --- a plain HTTP server ---------------------------------------------------------------------
 
 class HttpCache(CacheBackend):
-    """GET/PUT/HEAD against ``base_url/<name>``.
+    """GET/PUT/HEAD against ``base_url/<name>`` (nginx WebDAV: docs/shared-cache.md).
 
     The cache is an optimisation: a server that is down, slow or broken makes
     every entry "not in the cache" after one warning, and the build goes on
     (short timeouts, at most one quick retry; after the first failure the
-    server is not asked again in this process)."""
+    server is not asked again in this process).  The delay is bounded: a
+    refused connection costs a retry (~0.2 s), a listener that never answers
+    READ_TIMEOUT, a body that trickles GRACE + READ_TIMEOUT at most."""
 
     CONNECT_TIMEOUT = 3.0
-    READ_TIMEOUT = 10.0
-    MIN_RATE = 256 << 10        # bytes/s a body must average, after a 30 s grace, not to be given up
+    READ_TIMEOUT = 5.0          # the longest silence of a server, within an answer too
+    PUT_TIMEOUT = 30.0          # ... while it takes a PUT's body (a disk flush may take a while)
+    MIN_RATE = 256 << 10        # bytes/s a body must average, after GRACE seconds, not to be given up
+    GRACE = 10.0
 
     def __init__(self, base_url: str):
         import requests
@@ -465,28 +490,42 @@ class HttpCache(CacheBackend):
                 if out.limit is not None and length and length.isdigit() and int(length) > out.limit:
                     raise _TooBig(f"the server announces {length} bytes, more than the {out.limit} expected")
                 start = time.monotonic()
-                for chunk in r.iter_content(CHUNK):
+                # read1: whatever one recv gives (read(n) would wait for n
+                # bytes, and a trickle would never reach the rate check).
+                while chunk := r.raw.read1(CHUNK, decode_content=False):
                     out.write(chunk)
                     elapsed = time.monotonic() - start
-                    if elapsed > 30 and out.size < elapsed * self.MIN_RATE:
+                    if elapsed > self.GRACE and out.size < elapsed * self.MIN_RATE:
                         raise _Unavailable(f"too slow ({out.size} bytes in {elapsed:.0f} s)")
-        except requests.RequestException as exc:
+                if length and length.isdigit() and out.size != int(length):
+                    raise _Unavailable(f"the body ended after {out.size} of {length} bytes")
+        except (requests.RequestException, _urllib3_errors()) as exc:
             raise _Unavailable(_short(exc)) from None
         return True
 
     def _store(self, sig: str, archive: Path, meta_bytes: bytes) -> None:
+        """PUT the archive, then the JSON (nginx renames a complete body into
+        place, so a killed PUT leaves nothing); _Unavailable when it fails."""
         import requests
 
         if self.down is not None:
             return
         try:
             with open(archive, "rb") as f:
-                r = self.session.put(f"{self.base}/{sig}.tar.lz4", data=f, timeout=(self.CONNECT_TIMEOUT, 300))
+                r = self.session.put(f"{self.base}/{sig}.tar.lz4", data=f,
+                                     timeout=(self.CONNECT_TIMEOUT, self.PUT_TIMEOUT))
             r.raise_for_status()
             r = self.session.put(f"{self.base}/{sig}.json", data=meta_bytes, timeout=self._timeout())
             r.raise_for_status()
         except requests.RequestException as exc:
-            self._failed(f"PUT {sig}", _short(exc))
+            raise _Unavailable(_short(exc)) from None
+
+
+def _urllib3_errors() -> type[BaseException]:
+    """urllib3's base error: read1 on the raw response raises it unwrapped."""
+    from urllib3.exceptions import HTTPError
+
+    return HTTPError
 
 
 def _redacted(url: str) -> str:

@@ -237,7 +237,13 @@ class Resolver:
         recipe.history.setdefault("live_source", []).append(HistoryEntry("=", where, str(path), "live source"))
 
     def check_live_sources(self) -> None:
-        """live_sources: per machine (local.yaml), and naming recipes that exist."""
+        """live_sources: per machine (local.yaml), and naming recipes that exist.
+        signing_key too is per machine (a private key's path: docs/shared-cache.md)."""
+        key_where = self.project.settings_where.get("signing_key")
+        if self.project.settings.get("signing_key") and key_where is not None \
+                and not key_where.path.endswith("local.yaml"):
+            raise UserError("signing_key belongs in local.yaml (it names this machine's private key)", key_where,
+                            hint="move it to local.yaml, or set BUILDSYS_SIGNING_KEY")
         live = self.project.settings.get("live_sources") or {}
         if not live:
             return

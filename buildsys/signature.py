@@ -56,6 +56,10 @@ NOT_OUTPUT_SHAPING = (
     "layerconfig.py", "layerrepo.py", "layerscaffold.py",
     # Only the image class uses these: hashed into its version (classes/image.py Image.helpers).
     "image/elf.py", "image/ext4.py", "image/finalize.py",
+    # The shared cache stack and artifact signatures: where an archive comes
+    # from and who signed its JSON, never its bytes (the key is the same
+    # signature, and restored bytes must match the sha256 the build recorded).
+    "sharedcache.py", "signing.py",
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _engine_version: str | None = None
