@@ -34,7 +34,8 @@ OUTPUT_SHAPING = (
 # checks sha256s (outputs do not depend on how): covered by the values and
 # checksums the signature holds instead.
 # recipetool/ (`buildsys recipe new`) only writes a new recipe file, which builds read like any other.
-NOT_OUTPUT_SHAPING_DIRS = ("commands/", "recipetool/")
+# cluster/ (`build --cluster`, `buildsys worker`) only schedules: a worker builds with the ordinary engine.
+NOT_OUTPUT_SHAPING_DIRS = ("commands/", "recipetool/", "cluster/")
 # Build classes: each hashed with its whole module by BuildClass.version().
 PER_CLASS_DIR = "classes/"
 NOT_OUTPUT_SHAPING = (

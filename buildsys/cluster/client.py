@@ -1,0 +1,265 @@
+"""`buildsys build --cluster ADDR`: the recipes to build go to Dask workers.
+
+The client planned the build as usual (engine._build).  Here it restores
+what the caches have, sends every recipe to build to the scheduler as soon as
+the recipes it needs are done (whole recipes: all their tasks, on one worker,
+job.py), and restores the targets from the shared cache once the workers
+pushed them, for the deploy and the plan cache.  What it prints is a local
+build's: the bar, one line per task (streamed from the workers), and on a
+failure the remote log's tail, where it is, and how to replay it here.
+
+Retries: Dask gives a recipe whose worker was lost to another worker, up to
+the scheduler's ``distributed.scheduler.allowed-failures`` (default 3); a
+failed build step comes back as a result and is not retried.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import networkx as nx
+
+from ..errors import UserError, Where
+from ..scheduler import TaskFailure
+from . import resources, snapshot
+from .job import build_recipe
+from .progress import Progress
+
+CONNECT_TIMEOUT = "15s"
+
+
+def _pn(node: str) -> str:
+    return node.rsplit(":", 1)[0]
+
+
+def run_on_cluster(session, graph: nx.DiGraph, options) -> list[str]:
+    project = session.project
+    where = project.settings_where.get("cluster") if not options.cluster or \
+        options.cluster == project.settings.get("cluster") else None
+    where = where or Where("--cluster")
+    to_build = sorted({_pn(n) for n in graph.nodes if not n.endswith(":restore")})
+    _check(session, to_build, where)
+    session.lock()
+    progress = Progress(graph.number_of_nodes() + sum(1 for r in session.targets if r.pn in to_build))
+    try:
+        failed, unusable = _restore(session, sorted(n for n in graph.nodes if n.endswith(":restore")), progress)
+        if failed and not options.keep_going:
+            return failed
+        to_build = sorted(set(to_build) | unusable)
+        tasks = {pn: sum(1 for n in graph.nodes if _pn(n) == pn) for pn in to_build}
+        if to_build:
+            failed += _ClusterRun(session, options, where, to_build, tasks, progress).run()
+        if not failed:
+            # What the workers pushed, into this build dir's store (deploy restores the rest).
+            for recipe in session.targets:
+                if recipe.pn in to_build:
+                    failed += _restore_target(session, recipe.pn, progress)
+        return failed
+    finally:
+        progress.close()
+
+
+def _check(session, to_build: list[str], where: Where) -> None:
+    project = session.project
+    if not project.settings.get("shared_cache"):
+        raise UserError("a cluster build needs the shared cache (the workers push there, this machine restores "
+                        "from there): the project has no shared_cache", where,
+                        hint="set shared_cache in buildsys.yaml or local.yaml (docs/shared-cache.md), "
+                             "or build here with --no-cluster")
+    live = [pn for pn in to_build if session.recipe(pn).get("live_source")]
+    if live:
+        raise UserError(f"{', '.join(live)} build(s) from a live source on this machine, which the workers do not "
+                        "have", where, hint="build with --no-cluster, or stop the live source (buildsys source)")
+
+
+def _restore(session, nodes: list[str], progress: Progress) -> tuple[list[str], set[str]]:
+    """Run the restore tasks here; (failed tasks, recipes to build instead: their cache entry is unusable)."""
+    failed: list[str] = []
+    unusable: set[str] = set()
+
+    def one(node: str) -> None:
+        try:
+            note = session.execute(node)
+        except TaskFailure as exc:
+            if _pn(node) in session.unusable:
+                unusable.add(_pn(node))
+                progress.task(node, "unusable: built on the cluster instead")
+                progress.say(exc.report)
+            else:
+                failed.append(node)
+                progress.task(node, failed=True)
+                progress.say(exc.report)
+            return
+        progress.task(node, note or "")
+
+    with ThreadPoolExecutor(max_workers=max(1, session.jobs)) as pool:
+        list(pool.map(one, nodes))
+    return failed, unusable
+
+
+def _restore_target(session, pn: str, progress: Progress) -> list[str]:
+    node = f"{pn}:restore"
+    try:
+        progress.task(node, session.execute(node) or "")
+    except TaskFailure as exc:
+        progress.task(node, failed=True)
+        progress.say(exc.report)
+        progress.say("the workers built it, but this machine cannot use their artifact: is their signing key "
+                     "in trusted_keys, and the shared cache reachable? (docs/cluster.md)")
+        return [node]
+    return []
+
+
+class _ClusterRun:
+    """One build's recipes on the cluster: submit when ready, print what comes back."""
+
+    def __init__(self, session, options, where: Where, to_build: list[str], tasks: dict[str, int],
+                 progress: Progress):
+        self.session = session
+        self.options = options
+        self.where = where
+        self.to_build = set(to_build)
+        self.tasks = tasks
+        self.progress = progress
+        rgraph = session.rgraph
+        self.deps = {pn: {d for d in rgraph.predecessors(pn) if d in self.to_build} for pn in to_build}
+        # Recipes with more to build after them first (the scheduler's priority: higher sooner).
+        self.priority = {pn: len(nx.descendants(rgraph, pn) & self.to_build) for pn in to_build}
+        self.topic = f"buildsys-{uuid.uuid4().hex}"
+        self.events: queue.Queue = queue.Queue()
+        self.streamed: dict[str, int] = {pn: 0 for pn in to_build}
+        # No pinned environment: steps see the host's /usr, and only a host like this one builds the same.
+        self.need = resources.needed(host_env=session.buildenv is None)
+
+    def run(self) -> list[str]:
+        from distributed import Client, wait
+
+        address = self.options.cluster
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {address}: {exc}", self.where,
+                            hint="is it running (docs/cluster.md)? or build here with --no-cluster") from None
+        futures: dict = {}
+        try:
+            self._check_workers(client, address)
+            snap = snapshot.make(self.session.project, skip=self._local_dirs())
+            snap_future = client.scatter(snap.data, hash=False)
+            client.subscribe_topic(self.topic, lambda event: self.events.put(event[1]))
+            failed: list[str] = []
+            done: set[str] = set()
+            stop = False
+            while True:
+                if not stop:
+                    for pn in sorted(self.to_build - done - set(futures.values()) - {_pn(f) for f in failed}):
+                        if self.deps[pn] <= done:
+                            futures[self._submit(client, pn, snap.digest, snap_future)] = pn
+                if not futures:
+                    break
+                try:
+                    with client.as_current():
+                        finished = wait(list(futures), timeout=0.5, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    finished = set()
+                self._drain()
+                for future in finished:
+                    pn = futures.pop(future)
+                    node = self._finished(pn, future)
+                    if node is None:
+                        done.add(pn)
+                    else:
+                        failed.append(node)
+                        stop = stop or not self.options.keep_going
+                if stop and not futures:
+                    break
+            skipped = self.to_build - done - {_pn(f) for f in failed}
+            if failed and skipped:
+                print(f"{len(skipped)} recipe(s) not built because of the failure", file=sys.stderr)
+            return failed
+        except KeyboardInterrupt:
+            client.cancel(list(futures))
+            raise
+        finally:
+            client.close()
+
+    def _local_dirs(self) -> list:
+        paths = self.session.paths
+        out = [paths.build, paths.dl]
+        if not str(paths.cache).startswith(("http://", "https://")):
+            out.append(paths.cache)
+        return out
+
+    def _check_workers(self, client, address: str) -> None:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        able = [w for w in workers.values() if resources.can_run(w.get("resources") or {}, self.need)]
+        print(f"cluster {address}: {len(able)} of {len(workers)} worker(s) can build this project; "
+              f"dashboard {client.dashboard_link}", file=sys.stderr)
+        if not able:
+            raise UserError(f"no worker of the Dask scheduler at {address} can build this project exactly "
+                            f"(it needs {', '.join(sorted(self.need))})", self.where,
+                            hint="start `buildsys worker` on a host like this one (docs/cluster.md), "
+                                 "or build here with --no-cluster")
+
+    def _submit(self, client, pn: str, digest: str, snap_future):
+        job = {"pn": pn, "board": self.session.board.name, "signature": self.session.sigs[pn], "snapshot": digest,
+               "topic": self.topic, "force": pn in self.options.force}
+        return client.submit(build_recipe, job, snap_future, key=f"buildsys-{pn}-{uuid.uuid4().hex[:12]}",
+                             pure=False, resources=self.need, priority=self.priority[pn], retries=0)
+
+    def _drain(self) -> None:
+        """Print the task lines the workers sent while their recipes run."""
+        while True:
+            try:
+                msg = self.events.get_nowait()
+            except queue.Empty:
+                return
+            pn = msg.get("pn") if isinstance(msg, dict) else None
+            if pn in self.streamed:
+                self.streamed[pn] += 1
+                self._line(pn, msg.get("task", "?"), msg.get("note", ""), msg.get("on", "?"))
+
+    def _line(self, pn: str, task: str, note: str, worker: str) -> None:
+        self.progress.task(f"{pn}:{task}", ", ".join(x for x in (note, f"on {worker}") if x))
+
+    def _finished(self, pn: str, future) -> str | None:
+        """Report a recipe that came back; the failed task's name, or None."""
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 -- a lost worker too often (KilledWorker), or a worker bug
+            from distributed.scheduler import KilledWorker
+
+            why = ("its workers were lost while building it, as many times as the scheduler allows "
+                   "(allowed-failures)") if isinstance(exc, KilledWorker) else \
+                f"internal error on the worker: {type(exc).__name__}: {exc}"
+            self.progress.task(f"{pn}:build", failed=True)
+            self.progress.say(f"ERROR: {pn}: {why}\n{self._replay(pn)}")
+            self.progress.skip(self.tasks.get(pn, 1) - 1)
+            return f"{pn}:build"
+        self._drain()
+        lines = result.get("lines", [])
+        for task, note in lines[self.streamed[pn]:]:
+            self._line(pn, task, note, result.get("worker", "?"))
+        self.streamed[pn] = max(self.streamed[pn], len(lines))
+        if result.get("status") == "ok":
+            self.progress.skip(self.tasks.get(pn, 0) - self.streamed[pn])
+            return None
+        if result.get("exit") == 2:
+            self.session.failure_status = 2
+        report = result.get("report", "")
+        task = next((line.split(":", 3)[2].strip() for line in report.splitlines()
+                     if line.startswith(f"ERROR: {pn}:") and line.count(":") >= 3), "build")
+        node = f"{pn}:{task}" if task.isidentifier() else f"{pn}:build"
+        self.progress.task(node, f"on {result.get('worker', '?')}", failed=True)
+        where = f"worker: {result.get('worker', '?')}"
+        if result.get("log"):
+            where += f", log (on the worker): {result['log']}"
+        self.progress.say(f"{report}\n{where}\n{self._replay(pn)}")
+        self.progress.skip(self.tasks.get(pn, 1) - self.streamed[pn] - 1)
+        return node
+
+    def _replay(self, pn: str) -> str:
+        board = self.session.board.name
+        return (f"replay here: buildsys build {pn} --board {board} --no-cluster"
+                f"   (or step by step: buildsys devshell {pn} --board {board})")

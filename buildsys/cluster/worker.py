@@ -1,0 +1,50 @@
+"""`buildsys worker`: a Dask worker with one build slot and this host's resources.
+
+A plain distributed.Worker in this process (no nanny: one process, so a
+`kill -9` of the worker takes its builds with it, PR_SET_PDEATHSIG doing the
+rest, and the scheduler hands its recipe to another worker).  The job
+(job.py) reads the worker's settings from the environment this sets.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from ..errors import UserError, Where
+from . import resources
+
+
+def serve(scheduler: str, directory: Path, cores: int, name: str | None) -> int:
+    """Run until the scheduler goes away or the process is stopped."""
+    directory = directory.absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    key = os.environ.get("BUILDSYS_SIGNING_KEY")
+    if not key:
+        raise UserError("a worker signs what it pushes to the shared cache: BUILDSYS_SIGNING_KEY is not set",
+                        Where("BUILDSYS_SIGNING_KEY"), hint="buildsys key new makes one; see docs/cluster.md")
+    if not Path(key).is_file():
+        raise UserError(f"no signing key file {key}", Where("BUILDSYS_SIGNING_KEY"),
+                        hint="the path of the private key `buildsys key new` wrote")
+    name = name or f"{os.uname().nodename}-{os.getpid()}"
+    os.environ.update(BUILDSYS_WORKER_DIR=str(directory), BUILDSYS_WORKER_CORES=str(cores),
+                      BUILDSYS_WORKER_NAME=name)
+    declared = resources.worker_resources()
+    print(f"buildsys worker {name}: {scheduler}, dir {directory}, {cores} core(s), resources "
+          f"{', '.join(sorted(declared))}", file=sys.stderr, flush=True)
+    return asyncio.run(_run(scheduler, directory, name, declared))
+
+
+async def _run(scheduler: str, directory: Path, name: str, declared: dict[str, float]) -> int:
+    from distributed import Worker
+
+    try:
+        # One thread: one recipe at a time, using the worker's cores itself.
+        worker = await Worker(scheduler, nthreads=1, name=name, resources=declared,
+                              local_directory=str(directory / "dask"), validate=False)
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}", Where("command line"),
+                        hint="start one with `dask scheduler` (docs/cluster.md)") from None
+    await worker.finished()
+    return 0
