@@ -52,7 +52,10 @@ def run_on_cluster(session, graph: nx.DiGraph, options) -> list[str]:
         if to_build:
             failed += _ClusterRun(session, options, where, to_build, tasks, progress).run()
         if not failed:
-            # What the workers pushed, into this build dir's store (deploy restores the rest).
+            # What the workers pushed, into this build dir's store (deploy
+            # restores the rest).  The shared cache remembers what it did
+            # not have when the build was planned: it has it now.
+            session.cache._remote.clear()
             for recipe in session.targets:
                 if recipe.pn in to_build:
                     failed += _restore_target(session, recipe.pn, progress)
@@ -62,12 +65,13 @@ def run_on_cluster(session, graph: nx.DiGraph, options) -> list[str]:
 
 
 def _check(session, to_build: list[str], where: Where) -> None:
-    project = session.project
-    if not project.settings.get("shared_cache"):
+    from ..sharedcache import LayeredCache
+
+    if not isinstance(session.cache, LayeredCache):
         raise UserError("a cluster build needs the shared cache (the workers push there, this machine restores "
                         "from there): the project has no shared_cache", where,
-                        hint="set shared_cache in buildsys.yaml or local.yaml (docs/shared-cache.md), "
-                             "or build here with --no-cluster")
+                        hint="set shared_cache in buildsys.yaml or local.yaml, or BUILDSYS_SHARED_CACHE "
+                             "(docs/shared-cache.md), or build here with --no-cluster")
     live = [pn for pn in to_build if session.recipe(pn).get("live_source")]
     if live:
         raise UserError(f"{', '.join(live)} build(s) from a live source on this machine, which the workers do not "

@@ -42,8 +42,6 @@ class WorkerConfig:
         self.dir = Path(environ.get("BUILDSYS_WORKER_DIR") or Path.cwd() / "buildsys-worker").absolute()
         self.cores = int(environ.get("BUILDSYS_WORKER_CORES") or os.cpu_count() or 1)
         self.name = environ.get("BUILDSYS_WORKER_NAME") or os.uname().nodename
-        self.signing_key = environ.get("BUILDSYS_SIGNING_KEY") or None
-        self.shared_cache = environ.get("BUILDSYS_SHARED_CACHE") or None
         self.dl_dir = environ.get("BUILDSYS_DL_DIR") or str(self.dir / "downloads")
         self.environ = environ
 
@@ -52,13 +50,11 @@ class WorkerConfig:
         return self.dir / "build"
 
     def local_settings(self) -> dict[str, object]:
-        """Added to the snapshot's local.yaml: a worker pushes what it builds, signed with its key."""
-        out: dict[str, object] = {"shared_cache_mode": "read-write"}
-        if self.shared_cache:
-            out["shared_cache"] = self.shared_cache
-        if self.signing_key:
-            out["signing_key"] = str(Path(self.signing_key).absolute())
-        return out
+        """Added to the snapshot's local.yaml: a worker pushes what it builds
+        (the client may be read-only).  Its key and its way to the shared cache
+        come from its environment (BUILDSYS_SIGNING_KEY, BUILDSYS_SHARED_CACHE),
+        which the build inherits."""
+        return {"shared_cache_mode": "read-write"}
 
     def child_env(self) -> dict[str, str]:
         env = {k: v for k, v in self.environ.items()
@@ -137,6 +133,10 @@ def failure_report(output: list[str]) -> str:
     log's tail, the log and replay paths), else its last lines."""
     start = next((i for i, line in enumerate(output) if line.startswith("ERROR: ")), None)
     lines = output[start:] if start is not None else output[-20:]
+    # The client says itself what did not run and what failed; paths are the worker's.
+    lines = [line.replace("replay: ", "replay on the worker: ", 1) if line.startswith("replay: ") else line
+             for line in lines
+             if not line.startswith("build failed: ") and "not run because of the failure" not in line]
     return "\n".join(lines[-REPORT_LINES:])
 
 

@@ -37,7 +37,7 @@ from ..layers import LOCAL_FILE, PROJECT_FILE
 # build: a worker has its own (or none).
 PER_MACHINE = ("signing_key", "cache", "live_sources", "cluster", "layer_cache", "layers")
 # Never part of a project's inputs: VCS data, build output, caches.
-_SKIP_NAMES = {"__pycache__", "build", "node_modules"}
+_SKIP_NAMES = {"__pycache__"}
 _SKIP_SUFFIXES = (".egg-info", ".pyc")
 
 
@@ -94,7 +94,10 @@ def _settings_files(project, environ: Mapping[str, str]) -> dict[str, bytes]:
     if (root / LOCAL_FILE).is_file():
         local = {k: v for k, v in (yaml.safe_load((root / LOCAL_FILE).read_text()) or {}).items()
                  if k not in PER_MACHINE}
-    # The SSH keys shape the image; the client may have them from its environment.
+    # The client may have these from its environment: the SSH keys shape
+    # the image, and the shared cache is where the workers push.
+    if environ.get("BUILDSYS_SHARED_CACHE"):
+        local["shared_cache"] = environ["BUILDSYS_SHARED_CACHE"]
     keys = sshkeys.project_keys(project.settings, environ)
     if keys:
         local["ssh_authorized_keys"] = keys
@@ -108,7 +111,9 @@ def make(project, skip: Iterable[Path] = ()) -> Snapshot:
     root = project.root
     others = [layer for layer in project.layers if layer.name != "core"]
     # A layer inside the project goes in once, under layers/<name>/.
-    skipped = {Path(p).absolute() for p in skip} | {root / "layers", root / PROJECT_FILE, root / LOCAL_FILE} \
+    # (root/build: the default build dir, whoever's it is.)
+    skipped = {Path(p).absolute() for p in skip} | {root / "build", root / "layers", root / PROJECT_FILE,
+                                                     root / LOCAL_FILE} \
         | {layer.path for layer in others}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:

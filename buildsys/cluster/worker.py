@@ -24,14 +24,15 @@ def serve(scheduler: str, directory: Path, cores: int, name: str | None) -> int:
     if not key:
         raise UserError("a worker signs what it pushes to the shared cache: BUILDSYS_SIGNING_KEY is not set",
                         Where("BUILDSYS_SIGNING_KEY"), hint="buildsys key new makes one; see docs/cluster.md")
-    if not Path(key).is_file():
-        raise UserError(f"no signing key file {key}", Where("BUILDSYS_SIGNING_KEY"),
-                        hint="the path of the private key `buildsys key new` wrote")
+    from ..signing import load_secret
+
+    signer = load_secret(Path(key).expanduser().absolute(), Where("BUILDSYS_SIGNING_KEY"))   # a bad key: now
+    os.environ["BUILDSYS_SIGNING_KEY"] = str(Path(key).expanduser().absolute())   # the builds run elsewhere
     name = name or f"{os.uname().nodename}-{os.getpid()}"
     os.environ.update(BUILDSYS_WORKER_DIR=str(directory), BUILDSYS_WORKER_CORES=str(cores),
                       BUILDSYS_WORKER_NAME=name)
     declared = resources.worker_resources()
-    print(f"buildsys worker {name}: {scheduler}, dir {directory}, {cores} core(s), resources "
+    print(f"buildsys worker {name}: {scheduler}, dir {directory}, {cores} core(s), signs as {signer.name}, resources "
           f"{', '.join(sorted(declared))}", file=sys.stderr, flush=True)
     return asyncio.run(_run(scheduler, directory, name, declared))
 
