@@ -1,4 +1,5 @@
-"""`buildsys cache info|gc`: the artifact cache's size, and trimming it."""
+"""`buildsys cache info|gc|upload-downloads`: the artifact cache's size,
+trimming it, and filling the team's premirror (docs/shared-cache.md)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError, Where
 from ..workspace import Workspace
-from .base import Command
+from .base import Command, board_option
 
 _UNITS = "kmgtpe"
 _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtpe])(i?)(b?)|(b?))", re.IGNORECASE | re.ASCII)
@@ -89,8 +90,18 @@ class Cache(Command):
         gc = sub.add_parser("gc", help="remove entries until the cache fits in SIZE",
                             description="remove entries until the cache fits in SIZE (a local cache dir only)")
         gc.add_argument("--max-size", required=True, metavar="SIZE", help=f"the size to trim to ({SIZE_HINT})")
+        up = sub.add_parser("upload-downloads", help="PUT every source file the targets need to a premirror",
+                            description="fetch every source file the targets need (and the build environment's "
+                                        "packages), check each against its sha256, and PUT those the server lacks "
+                                        "to URL/<name> (a WebDAV dir: docs/shared-cache.md)")
+        up.add_argument("target", nargs="*", help="recipes (default: the board's default image)")
+        board_option(up)
+        up.add_argument("--to", metavar="URL",
+                        help="the premirror (default: the first http(s) URL in premirrors / BUILDSYS_PREMIRRORS)")
 
     def run(self, args):
+        if args.cache_command == "upload-downloads":
+            return upload_downloads(Workspace(args), args.target, args.to)
         if args.cache_command == "gc":
             try:
                 max_size = parse_size(args.max_size)
@@ -112,3 +123,71 @@ class Cache(Command):
         print(f"size:    {format_size(size)} ({size} bytes)")
         print(f"entries: {entries}")
         return 0
+
+
+def upload_downloads(ws: Workspace, targets: list[str], to: str | None) -> int:
+    """Fill a premirror with what the targets need: every file is fetched
+    (or found in the download dir) and its sha256 checked as the fetcher does,
+    hashed again from the open file just before the PUT (what is sent is what
+    was checked), and skipped when the server has a file of that size.  Git
+    sources are not files in the download dir (a fetch builds their tarball),
+    nor are layer files: both are left out."""
+    import hashlib
+
+    import requests
+
+    from .. import buildenv
+    from ..cache import _redacted
+    from ..executor import sources_of
+    from ..fetch import fetch_many
+    from ..graph import recipe_graph
+
+    config = ws.fetch_config()
+    base = to or next((m for m in config.premirrors if m.startswith(("http://", "https://"))), None)
+    if not base:
+        raise UserError("no premirror to upload to", Where("--to"),
+                        hint="give --to http://server/downloads, or set premirrors: in buildsys.yaml")
+    if not base.startswith(("http://", "https://")):
+        raise UserError(f"'{base}' is not an http(s) URL", Where("--to"), hint="e.g. http://server/downloads")
+    base = base.rstrip("/")
+    shown = _redacted(base)
+    rgraph = recipe_graph(ws.resolver, ws.targets(targets))
+    sources = [s for pn in sorted(rgraph.nodes) for s in sources_of(rgraph.nodes[pn]["recipe"])]
+    env = buildenv.for_project(ws.project)
+    if env is not None:
+        sources += env.sources(config)
+    paths = fetch_many(sources, config)         # every file verified against its sha256
+    files = {s.name: (s, path) for s, path in paths.items()
+             if not s.is_local and not s.scheme.startswith("git") and s.sha256}
+    session = requests.Session()
+    sent = present = 0
+    for name, (source, path) in sorted(files.items()):
+        url = f"{base}/{name}"
+        try:
+            head = session.head(url, timeout=(5, 30), allow_redirects=True)
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if head.status_code == 200 and head.headers.get("Content-Length") == str(size):
+                    present += 1
+                    continue
+                if hashlib.file_digest(f, "sha256").hexdigest() != source.sha256:
+                    raise UserError(f"{path} changed after it was fetched: its sha256 is not the recipe's "
+                                    f"{source.sha256}", source.where, hint="delete it and run `buildsys fetch`")
+                f.seek(0)
+                r = session.put(url, data=f, timeout=(5, 120))
+        except requests.RequestException as exc:
+            raise UserError(f"uploading {name} to {shown} failed: {_short_error(exc)}", Where("--to")) from None
+        if r.status_code not in (200, 201, 204):
+            raise UserError(f"uploading {name} to {shown} failed: HTTP {r.status_code}", Where("--to"),
+                            hint="the server must take PUT (WebDAV) from this machine: docs/shared-cache.md")
+        sent += 1
+        print(f"uploaded {name} ({format_size(size)})")
+    print(f"{shown}: {sent} file(s) uploaded, {present} already there; "
+          f"{len(paths) - len(files)} source(s) left out (git checkouts, layer files)")
+    return 0
+
+
+def _short_error(exc: BaseException) -> str:
+    from ..cache import _short
+
+    return _short(exc)

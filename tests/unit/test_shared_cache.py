@@ -441,3 +441,68 @@ def test_a_build_against_a_server_that_never_answers_costs_one_timeout(tiny, tmp
     assert "hello:compile" in ran(proc.stderr)
     assert proc.stderr.count("warning") == 1 and "timed out" in proc.stderr
     assert HttpCache.READ_TIMEOUT <= elapsed < HttpCache.READ_TIMEOUT + 8
+
+
+# --- the premirror on the same server ---------------------------------------------------------------
+
+def blob_recipe(tiny: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A recipe whose source is a tarball at a dead upstream URL; the tarball."""
+    import hashlib
+    import tarfile
+
+    src = tmp_path / "blob-1.0"
+    src.mkdir()
+    (src / "blob.txt").write_text("blob\n")
+    tarball = tmp_path / "blob-1.0.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(src, arcname="blob-1.0")
+    sha = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    (tiny / "recipes/blob.yaml").write_text(
+        "format: 1\nname: blob\nversion: '1.0'\nlicense: MIT\nclass: script\n"
+        f"sources:\n  - url: http://127.0.0.1:9/upstream/blob-1.0.tar.gz\n    sha256: {sha}\n"
+        "steps:\n  install: install -D -m 0644 blob.txt ${destdir}/usr/share/blob.txt\n")
+    return tarball, sha
+
+
+def test_upload_downloads_fills_the_premirror_and_a_fresh_machine_fetches_from_it(tiny, tmp_path, url):
+    tarball, sha = blob_recipe(tiny, tmp_path)
+    a_dl = tmp_path / "a-dl"
+    a_dl.mkdir()
+    shutil.copy(tarball, a_dl / tarball.name)           # machine A fetched it earlier
+    env_a = {"BUILDSYS_DL_DIR": str(a_dl), "BUILDSYS_OFFLINE": "1"}
+    up = run_buildsys("--project", tiny, "--build-dir", tmp_path / "a", "cache", "upload-downloads", "blob",
+                      "--to", f"{url}/downloads", env=env_a, check=0)
+    assert "1 file(s) uploaded, 0 already there" in up.stdout
+    served = nginx_root(tmp_path) / "downloads" / tarball.name
+    assert served.read_bytes() == tarball.read_bytes()
+    again = run_buildsys("--project", tiny, "--build-dir", tmp_path / "a", "cache", "upload-downloads", "blob",
+                         env=dict(env_a, BUILDSYS_PREMIRRORS=f"{url}/downloads"), check=0)
+    assert "0 file(s) uploaded, 1 already there" in again.stdout
+
+    # machine B: no upstream (dead URL), no Debian archive, only the premirror
+    env_b = {"BUILDSYS_DL_DIR": str(tmp_path / "b-dl"), "BUILDSYS_OFFLINE": "0", "BUILDSYS_MIRRORS": "",
+             "BUILDSYS_DEBIAN_ARCHIVE": "http://127.0.0.1:9/debian", "BUILDSYS_PREMIRRORS": f"{url}/downloads"}
+    run_buildsys("--project", tiny, "--build-dir", tmp_path / "b", "fetch", "blob", env=env_b, check=0)
+    assert (tmp_path / "b-dl" / tarball.name).read_bytes() == tarball.read_bytes()
+
+    # what the premirror serves is checked as any download: a changed file is refused
+    served.write_bytes(served.read_bytes() + b"x")
+    env_c = dict(env_b, BUILDSYS_DL_DIR=str(tmp_path / "c-dl"))
+    proc = run_buildsys("--project", tiny, "--build-dir", tmp_path / "c", "fetch", "blob", env=env_c, check=2)
+    assert "sha256 mismatch" in proc.stderr and not (tmp_path / "c-dl" / tarball.name).exists()
+
+
+def test_upload_downloads_checks_the_file_it_sends(tiny, tmp_path, url):
+    tarball, sha = blob_recipe(tiny, tmp_path)
+    a_dl = tmp_path / "a-dl"
+    a_dl.mkdir()
+    (a_dl / tarball.name).write_bytes(tarball.read_bytes() + b"evil")
+    proc = run_buildsys("--project", tiny, "--build-dir", tmp_path / "a", "cache", "upload-downloads", "blob",
+                        "--to", f"{url}/downloads", env={"BUILDSYS_DL_DIR": str(a_dl), "BUILDSYS_OFFLINE": "1"},
+                        check=2)
+    # the fetcher's check: a file without the recipe's sha256 is not "in the download dir"
+    assert len(proc.stderr.splitlines()) == 1 and "not in the download dir" in proc.stderr
+    assert list((nginx_root(tmp_path) / "downloads").iterdir()) == []
+    proc = run_buildsys("--project", tiny, "--build-dir", tmp_path / "a", "cache", "upload-downloads",
+                        env={"BUILDSYS_DL_DIR": str(a_dl), "BUILDSYS_PREMIRRORS": ""}, check=2)
+    assert proc.stderr.startswith("--to: no premirror to upload to")
