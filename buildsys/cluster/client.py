@@ -134,6 +134,8 @@ class _ClusterRun:
         self.topic = f"buildsys-{uuid.uuid4().hex}"
         self.events: queue.Queue = queue.Queue()
         self.streamed: dict[str, int] = {pn: 0 for pn in to_build}
+        self.counted: dict[str, set[str]] = {pn: set() for pn in to_build}   # tasks on the bar already
+        self.builder: dict[str, str] = {}       # pn -> the worker its lines come from
         # No pinned environment: steps see the host's /usr, and only a host like this one builds the same.
         self.need = resources.needed(host_env=session.buildenv is None)
 
@@ -150,7 +152,8 @@ class _ClusterRun:
         try:
             self._check_workers(client, address)
             snap = snapshot.make(self.session.project, skip=self._local_dirs())
-            snap_future = client.scatter(snap.data, hash=False)
+            # On every worker: a copy held by one worker only would be lost with it.
+            snap_future = client.scatter(snap.data, hash=False, broadcast=True)
             client.subscribe_topic(self.topic, lambda event: self.events.put(event[1]))
             failed: list[str] = []
             done: set[str] = set()
@@ -225,7 +228,12 @@ class _ClusterRun:
                 self._line(pn, msg.get("task", "?"), msg.get("note", ""), msg.get("on", "?"))
 
     def _line(self, pn: str, task: str, note: str, worker: str) -> None:
-        self.progress.task(f"{pn}:{task}", ", ".join(x for x in (note, f"on {worker}") if x))
+        if self.builder.setdefault(pn, worker) != worker:
+            self.progress.say(f"{pn}: {self.builder[pn]} was lost: built again on {worker}")
+            self.builder[pn] = worker
+        self.progress.task(f"{pn}:{task}", ", ".join(x for x in (note, f"on {worker}") if x),
+                           count=task not in self.counted[pn])
+        self.counted[pn].add(task)
 
     def _finished(self, pn: str, future) -> str | None:
         """Report a recipe that came back; the failed task's name, or None."""
@@ -247,7 +255,7 @@ class _ClusterRun:
             self._line(pn, task, note, result.get("worker", "?"))
         self.streamed[pn] = max(self.streamed[pn], len(lines))
         if result.get("status") == "ok":
-            self.progress.skip(self.tasks.get(pn, 0) - self.streamed[pn])
+            self.progress.skip(self.tasks.get(pn, 0) - len(self.counted[pn]))
             return None
         if result.get("exit") == 2:
             self.session.failure_status = 2
@@ -260,7 +268,7 @@ class _ClusterRun:
         if result.get("log"):
             where += f", log (on the worker): {result['log']}"
         self.progress.say(f"{report}\n{where}\n{self._replay(pn)}")
-        self.progress.skip(self.tasks.get(pn, 1) - self.streamed[pn] - 1)
+        self.progress.skip(self.tasks.get(pn, 1) - len(self.counted[pn]) - 1)
         return node
 
     def _replay(self, pn: str) -> str:

@@ -24,11 +24,13 @@ class Progress:
             else:
                 self._bar.write(text, file=self.stream)
 
-    def task(self, node: str, note: str = "", failed: bool = False) -> None:
-        """One task done (or failed): a line, and the bar one step on."""
+    def task(self, node: str, note: str = "", failed: bool = False, count: bool = True) -> None:
+        """One task done (or failed): a line, and the bar one step on (unless
+        ``count`` is False: a task run again after its worker was lost)."""
         with self._lock:
-            self.done = min(self.done + 1, self.total)
-            self._bar.update(1)
+            if count and self.done < self.total:
+                self.done += 1
+                self._bar.update(1)
             n = self.done
         self.say(f"[{n}/{self.total}] {node}" + (" FAILED" if failed else "") + (f" ({note})" if note else ""))
 
