@@ -90,6 +90,12 @@ class Cache(Command):
         gc = sub.add_parser("gc", help="remove entries until the cache fits in SIZE",
                             description="remove entries until the cache fits in SIZE (a local cache dir only)")
         gc.add_argument("--max-size", required=True, metavar="SIZE", help=f"the size to trim to ({SIZE_HINT})")
+        push = sub.add_parser("push", help="sign and push the targets' artifacts from the local cache",
+                              description="sign (signing_key) and push to the shared cache every artifact the "
+                                          "targets need that the local cache holds and the shared cache lacks: "
+                                          "seeds a shared cache from a warm local one")
+        push.add_argument("target", nargs="*", help="recipes (default: the board's default image)")
+        board_option(push)
         up = sub.add_parser("upload-downloads", help="PUT every source file the targets need to a premirror",
                             description="fetch every source file the targets need (and the build environment's "
                                         "packages), check each against its sha256, and PUT those the server lacks "
@@ -100,6 +106,8 @@ class Cache(Command):
                         help="the premirror (default: the first http(s) URL in premirrors / BUILDSYS_PREMIRRORS)")
 
     def run(self, args):
+        if args.cache_command == "push":
+            return push_artifacts(Workspace(args), args.target)
         if args.cache_command == "upload-downloads":
             return upload_downloads(Workspace(args), args.target, args.to)
         if args.cache_command == "gc":
@@ -191,3 +199,37 @@ def _short_error(exc: BaseException) -> str:
     from ..cache import _short
 
     return _short(exc)
+
+
+def push_artifacts(ws: Workspace, targets: list[str]) -> int:
+    """`buildsys cache push`: what the targets need, from the local cache to the shared one, signed."""
+    from .. import engine
+    from ..cache import _Unavailable
+    from ..sharedcache import LayeredCache
+
+    session = engine.new_session(ws, engine.BuildOptions(push=True))
+    cache = session.cache
+    where = ws.project.settings_where.get("shared_cache") or Where(str(ws.project.root / "buildsys.yaml"))
+    if not isinstance(cache, LayeredCache):
+        raise UserError("no shared cache to push to", where,
+                        hint="set shared_cache in buildsys.yaml or local.yaml, or BUILDSYS_SHARED_CACHE")
+    if cache.signer is None:
+        raise UserError("pushing needs a signing key", ws.project.settings_where.get("signing_key") or where,
+                        hint="set signing_key in local.yaml (`buildsys key new NAME` makes one)")
+    session.plan(ws.targets(targets))
+    counts = {"pushed": 0, "there": 0, "absent": 0}
+    absent = []
+    for pn, sig in sorted(session.sigs.items()):
+        try:
+            status = cache.push_entry(sig)
+        except _Unavailable as exc:
+            raise UserError(f"pushing {pn} to {cache.shared.label} failed: {exc}", where) from None
+        counts[status] += 1
+        if status == "absent":
+            absent.append(pn)
+        elif status == "pushed":
+            print(f"pushed {pn} ({sig[:12]})")
+    missing = f" ({', '.join(absent)}: build them first)" if absent else ""
+    print(f"{cache.shared.label}: {counts['pushed']} pushed, {counts['there']} already there, "
+          f"{counts['absent']} not in the local cache{missing}")
+    return 0 if not absent else 1
