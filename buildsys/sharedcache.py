@@ -93,6 +93,10 @@ class LayeredCache(CacheBackend):
         self._remote[sig] = meta
         return meta
 
+    def forget(self) -> None:
+        """Ask the shared cache again (what others pushed since, e.g. a cluster's workers)."""
+        self._remote.clear()
+
     # --- writes --------------------------------------------------------------------------
     def put(self, sig: str, archive: Path, meta: dict) -> None:
         record = entry_record(sig, archive, meta)

@@ -506,3 +506,19 @@ def test_upload_downloads_checks_the_file_it_sends(tiny, tmp_path, url):
     proc = run_buildsys("--project", tiny, "--build-dir", tmp_path / "a", "cache", "upload-downloads",
                         env={"BUILDSYS_DL_DIR": str(a_dl), "BUILDSYS_PREMIRRORS": ""}, check=2)
     assert proc.stderr.startswith("--to: no premirror to upload to")
+
+
+def test_nginx_puts_atomically_a_killed_put_leaves_nothing(tmp_path, url):
+    """nginx writes the body to client_body_temp_path and renames it when complete."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"PUT /artifacts/x.tar.lz4 HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n" + b"x" * 1_000_000)
+        deadline = time.monotonic() + 5
+        while not list((nginx_root(tmp_path) / ".nginx-tmp").rglob("0*")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not (nginx_root(tmp_path) / "artifacts/x.tar.lz4").exists()
+    deadline = time.monotonic() + 5
+    while list((nginx_root(tmp_path) / ".nginx-tmp").rglob("0*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [p for p in nginx_root(tmp_path).rglob("*") if p.is_file()] == []
+    assert requests.get(f"{url}/artifacts/x.tar.lz4", timeout=5).status_code == 404
