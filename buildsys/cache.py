@@ -539,7 +539,10 @@ def _redacted(url: str) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc)
+    response = getattr(exc, "response", None)
+    if response is not None and getattr(response, "status_code", None):
+        return f"HTTP {response.status_code}"     # requests' text names the URL, password included
+    text = re.sub(r"//[^/@\s]*@", "//***@", str(exc))
     for marker in ("timed out", "Connection refused", "Name or service not known", "Max retries exceeded",
                    "Connection aborted", "Connection reset"):
         if marker in text:

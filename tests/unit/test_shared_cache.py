@@ -286,12 +286,14 @@ def test_a_refused_put_is_one_warning_and_reads_go_on(tmp_path, url, key, capsys
     a = stack(tmp_path, url, "a", signer=key)
     src = archive(tmp_path, SIGS[0])
     a.put(SIGS[0], src, {"pn": "x", "signature": SIGS[0]})
-    cache = LayeredCache(LocalCache(tmp_path / "b"), HttpCache(f"{url}/not-dav"), signing.Trust([key.public()]),
-                         key, push=True)
+    with_password = url.replace("http://", "http://ci:secret@")
+    cache = LayeredCache(LocalCache(tmp_path / "b"), HttpCache(f"{with_password}/not-dav"),
+                         signing.Trust([key.public()]), key, push=True)
     for sig in SIGS[1:4]:
         cache.put(sig, archive(tmp_path, sig), {"pn": "x", "signature": sig})
     err = capsys.readouterr().err
-    assert err.count("warning") == 1 and "404" in err and "nothing more is pushed" in err
+    assert err.count("warning") == 1 and "HTTP 404" in err and "nothing more is pushed" in err
+    assert "secret" not in err and "***@" in err
     assert cache.shared.down is None, "a refused PUT does not stop reads"
     assert requests.get(f"{url}/artifacts/{SIGS[0]}.json", timeout=5).status_code == 200
 
