@@ -211,7 +211,7 @@ class _ClusterRun:
 
     def _submit(self, client, pn: str, digest: str, snap_future):
         job = {"pn": pn, "board": self.session.board.name, "signature": self.session.sigs[pn], "snapshot": digest,
-               "topic": self.topic, "force": pn in self.options.force}
+               "topic": self.topic, "force": pn in self.options.force, "offline": self.options.offline}
         return client.submit(build_recipe, job, snap_future, key=f"buildsys-{pn}-{uuid.uuid4().hex[:12]}",
                              pure=False, resources=self.need, priority=self.priority[pn], retries=0)
 

@@ -107,6 +107,8 @@ def build_recipe(job: dict, snapshot: bytes) -> dict:
             "build", job["pn"], "--board", job["board"], "--no-cluster", "-j", str(config.cores)]
     if job.get("force"):
         argv += ["--force", job["pn"]]
+    if job.get("offline"):
+        argv.append("--offline")
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", env=config.child_env(), preexec_fn=_die_with_parent)
     output: list[str] = []

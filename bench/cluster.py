@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Benchmark: a build here vs the same build on a Dask cluster (docs/cluster.md).
+
+    .venv/bin/python bench/cluster.py                  # the buildable synthetic tree, 100 recipes
+    .venv/bin/python bench/cluster.py -n 300 --image   # and the x86-virtio image (cold: minutes each)
+
+Every run starts cold: a new build dir, an empty local cache, and for the
+cluster runs an empty shared cache (a throw-away nginx, scripts/cache-server.py)
+and new worker dirs, so each worker builds what it is given from nothing.
+The scheduler and the workers run on this machine (127.0.0.1), as separate
+machines would except that they share its cores: the two-worker row says
+how many cores each worker had.  Rows, per project:
+
+  local               `buildsys build -j CORES`, no cluster, no shared cache
+  cluster, 1 worker   `buildsys build --cluster` with one worker (--cores CORES)
+  cluster, 2 workers  the same with two workers (--cores CORES/2 each)
+  fresh machine       a new build dir and local cache against the shared cache the
+                      two-worker run filled: `buildsys build`, everything restored
+
+Downloads come from BUILDSYS_DL_DIR (default ~/.cache/buildsys/downloads);
+pinned build environments from the usual store (not counted: not an artifact).
+"""
+import argparse
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BUILDSYS = [sys.executable, "-m", "buildsys"]
+DL_DIR = os.environ.get("BUILDSYS_DL_DIR") or str(Path.home() / ".cache/buildsys/downloads")
+
+_spec = importlib.util.spec_from_file_location("cache_server", ROOT / "scripts" / "cache-server.py")
+assert _spec is not None and _spec.loader is not None
+cache_server = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cache_server)
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDSYS_")}
+    env["BUILDSYS_DL_DIR"] = DL_DIR
+    return env
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def nginx(work: Path):
+    root, port = work / "nginx-root", cache_server.free_port()
+    shutil.rmtree(root, ignore_errors=True)
+    proc = subprocess.Popen(cache_server.prepare(root, work / "nginx-state", port, daemon=False),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        cache_server.wait_listening("127.0.0.1", port, proc)
+        yield f"http://127.0.0.1:{port}/artifacts"
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def scheduler(work: Path):
+    port = cache_server.free_port()
+    log = open(work / "scheduler.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                             "--port", str(port), "--dashboard-address", f"127.0.0.1:{cache_server.free_port()}"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        cache_server.wait_listening("127.0.0.1", port, proc, timeout=60)
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+        log.close()
+
+
+@contextlib.contextmanager
+def workers(address: str, work: Path, count: int, cores: int, env: dict):
+    from distributed import Client
+
+    procs = []
+    try:
+        for i in range(count):
+            d = work / f"worker-{i + 1}"
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            log = open(d / "worker.log", "w")
+            procs.append(subprocess.Popen([*BUILDSYS, "worker", address, "--dir", str(d), "--cores", str(cores),
+                                           "--name", f"bench-{i + 1}"], env=env, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+        with Client(address, timeout="30s", set_as_default=False) as client:
+            client.wait_for_workers(count, timeout=120)
+        yield
+    finally:
+        for proc in procs:
+            stop(proc)
+        # Until the scheduler has seen them go, the next run could be sent to them.
+        with Client(address, timeout="30s", set_as_default=False) as client:
+            deadline = time.monotonic() + 60
+            while client.scheduler_info(n_workers=-1)["workers"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+
+def build(project: Path, build_dir: Path, env: dict, args=()) -> tuple[float, str]:
+    """Wall seconds of one cold `buildsys build` and its output."""
+    shutil.rmtree(build_dir, ignore_errors=True)
+    env = dict(env, BUILDSYS_BUILD_DIR=str(build_dir), BUILDSYS_CACHE_DIR=str(build_dir / "cache"))
+    start = time.perf_counter()
+    proc = subprocess.run([*BUILDSYS, "--project", str(project), "build", *args], env=env, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"failed: buildsys build {' '.join(args)} in {project}\n{proc.stderr[-3000:]}")
+    return wall, proc.stderr
+
+
+def restored(output: str) -> str:
+    tasks = re.findall(r"^\[\d+/\d+\] (\S+)", output, re.M)
+    return f"{sum(t.endswith(':restore') for t in tasks)}/{len(tasks)} tasks restored"
+
+
+def measure(name: str, project: Path, work: Path, cores: int, key: Path, public: str) -> list[tuple[str, str, str]]:
+    rows = []
+    env = base_env()
+    wall, _ = build(project, work / "local", env, ["-j", str(cores)])
+    rows.append((name, "local", f"{wall:8.1f} s"))
+    per_worker = max(1, cores // 2)
+    for count, worker_cores in ((1, cores), (2, per_worker)):
+        with nginx(work) as shared, scheduler(work) as address:
+            worker_env = dict(env, BUILDSYS_SIGNING_KEY=str(key), BUILDSYS_SHARED_CACHE=shared)
+            client_env = dict(env, BUILDSYS_SHARED_CACHE=shared, BUILDSYS_TRUSTED_KEYS=public)
+            with workers(address, work, count, worker_cores, worker_env):
+                wall, _ = build(project, work / f"client-{count}", client_env, ["--cluster", address])
+            rows.append((name, f"cluster, {count} worker(s) x {worker_cores} core(s)", f"{wall:8.1f} s"))
+            if count == 2:
+                wall, out = build(project, work / "fresh", client_env, ["--no-push"])
+                rows.append((name, "fresh machine, warm shared cache", f"{wall:8.1f} s  ({restored(out)})"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=100, help="recipes in the synthetic tree (default 100)")
+    parser.add_argument("--image", action="store_true", help="also the x86-virtio image of this checkout (cold)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores for a build (default all)")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+    work = (args.keep or Path(tempfile.mkdtemp(prefix="buildsys-bench-cluster-"))).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        tree = work / f"tree-{args.n}"
+        if not tree.exists():
+            subprocess.run([sys.executable, HERE / "gen_recipes.py", tree, "-n", str(args.n), "--buildable"],
+                           check=True, stdout=subprocess.DEVNULL)
+        keys = work / "keys"
+        if not (keys / "bench.secret").exists():
+            subprocess.run([*BUILDSYS, "key", "new", "bench", "--out", str(keys)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        public = (keys / "bench.public").read_text().strip()
+        load = os.getloadavg()[0]
+        rows = measure(f"synthetic, {args.n} recipes", tree, work / "synthetic", args.cores, keys / "bench.secret",
+                       public)
+        if args.image:
+            rows += measure("x86-virtio image", ROOT, work / "image", args.cores, keys / "bench.secret", public)
+        print(f"buildsys cluster bench: {os.cpu_count()} cores here, builds -j {args.cores}; scheduler, nginx and "
+              f"workers on 127.0.0.1 (the workers share this machine's cores); load average {load:.2f} before, "
+              f"{os.getloadavg()[0]:.2f} after")
+        width = max(len(r[0]) for r in rows) + 2, max(len(r[1]) for r in rows) + 2
+        for project, what, wall in rows:
+            print(project.ljust(width[0]) + what.ljust(width[1]) + wall)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
