@@ -22,7 +22,7 @@ from buildsys.workspace import Workspace
 from conftest import run_buildsys
 
 ALL = ["layers", "layer", "recipes", "recipe", "show", "graph", "fetch", "build", "clean", "run", "test", "menuconfig",
-       "devshell", "cache", "lock", "reproduce", "diff", "legal-info", "size", "source"]
+       "devshell", "cache", "lock", "reproduce", "diff", "legal-info", "size", "source", "key", "worker"]
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 
