@@ -201,8 +201,9 @@ class _ClusterRun:
     def _check_workers(self, client, address: str) -> None:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
         able = [w for w in workers.values() if resources.can_run(w.get("resources") or {}, self.need)]
-        print(f"cluster {address}: {len(able)} of {len(workers)} worker(s) can build this project; "
-              f"dashboard {client.dashboard_link}", file=sys.stderr)
+        cores = "+".join(str(int((w.get("resources") or {}).get(resources.CORES, 0))) for w in able)
+        print(f"cluster {address}: {len(able)} of {len(workers)} worker(s) can build this project"
+              + (f" ({cores} cores)" if able else "") + f"; dashboard {client.dashboard_link}", file=sys.stderr)
         if not able:
             raise UserError(f"no worker of the Dask scheduler at {address} can build this project exactly "
                             f"(it needs {', '.join(sorted(self.need))})", self.where,

@@ -18,6 +18,7 @@ import json
 from ..resolve import HOST_ARCH
 
 SLOT = "buildsys"
+CORES = "cores"
 
 
 def arch_resource(arch: str = HOST_ARCH) -> str:
@@ -32,9 +33,10 @@ def toolchain_resource() -> str:
     return f"toolchain-{digest[:16]}"
 
 
-def worker_resources() -> dict[str, float]:
-    """What ``buildsys worker`` declares."""
-    return {SLOT: 1, arch_resource(): 1, toolchain_resource(): 1}
+def worker_resources(cores: int = 1) -> dict[str, float]:
+    """What ``buildsys worker`` declares (``cores``: what a recipe build gets there; for the record, no
+    recipe asks for it)."""
+    return {SLOT: 1, arch_resource(): 1, toolchain_resource(): 1, CORES: cores}
 
 
 def needed(host_env: bool) -> dict[str, float]:

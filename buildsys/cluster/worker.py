@@ -31,7 +31,7 @@ def serve(scheduler: str, directory: Path, cores: int, name: str | None) -> int:
     name = name or f"{os.uname().nodename}-{os.getpid()}"
     os.environ.update(BUILDSYS_WORKER_DIR=str(directory), BUILDSYS_WORKER_CORES=str(cores),
                       BUILDSYS_WORKER_NAME=name)
-    declared = resources.worker_resources()
+    declared = resources.worker_resources(cores)
     print(f"buildsys worker {name}: {scheduler}, dir {directory}, {cores} core(s), signs as {signer.name}, resources "
           f"{', '.join(sorted(declared))}", file=sys.stderr, flush=True)
     return asyncio.run(_run(scheduler, directory, name, declared))
