@@ -509,7 +509,7 @@ class HttpCache(CacheBackend):
         import requests
 
         if self.down is not None:
-            return
+            raise _Unavailable(f"not asked again after {self.down}")
         try:
             with open(archive, "rb") as f:
                 r = self.session.put(f"{self.base}/{sig}.tar.lz4", data=f,

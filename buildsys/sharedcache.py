@@ -103,7 +103,7 @@ class LayeredCache(CacheBackend):
         if self.signer is not None:
             record["signatures"] = [self.signer.sign(record)]
         self.local.put_record(sig, archive, record)
-        if self.push:
+        if self.push and getattr(self.shared, "down", None) is None:     # a dead server was warned about once
             try:
                 self.shared._store(sig, Path(archive), encode_record(record))
             except (_Unavailable, OSError) as exc:
@@ -121,6 +121,8 @@ class LayeredCache(CacheBackend):
         against its JSON before it is sent.  _Unavailable when a PUT fails."""
         assert self.signer is not None
         meta = self.shared.get_meta(sig)
+        if getattr(self.shared, "down", None) is not None:
+            raise _Unavailable(self.shared.down)        # type: ignore[attr-defined]
         if meta is not None and self.trust.check(meta) is None:
             return "there"
         meta = self.local.get_meta(sig) if self.local.contains(sig) else None

@@ -524,3 +524,29 @@ def test_nginx_puts_atomically_a_killed_put_leaves_nothing(tmp_path, url):
         time.sleep(0.02)
     assert [p for p in nginx_root(tmp_path).rglob("*") if p.is_file()] == []
     assert requests.get(f"{url}/artifacts/x.tar.lz4", timeout=5).status_code == 404
+
+
+@needs_bwrap
+def test_cache_push_seeds_the_shared_cache_from_a_warm_local_one(tiny, tmp_path, url, key):
+    secret = tmp_path / "ci-1.secret"
+    secret.write_text(key.line() + "\n")
+    env_a = machine(tmp_path, "a", url, BUILDSYS_SHARED_CACHE="")
+    run_buildsys("--project", tiny, "build", "-j2", check=0, env=env_a)       # no shared cache yet
+    assert list((nginx_root(tmp_path) / "artifacts").iterdir()) == []
+    env_a.update(BUILDSYS_SHARED_CACHE=f"{url}/artifacts", BUILDSYS_SIGNING_KEY=str(secret))
+    push = run_buildsys("--project", tiny, "cache", "push", check=0, env=env_a)
+    assert push.stdout.splitlines()[-1].endswith(": 3 pushed, 0 already there, 0 not in the local cache")
+    again = run_buildsys("--project", tiny, "cache", "push", check=0, env=env_a)
+    assert again.stdout.splitlines()[-1].endswith(": 0 pushed, 3 already there, 0 not in the local cache")
+    b = run_buildsys("--project", tiny, "build", "-j2", check=0,
+                     env=machine(tmp_path, "b", url, BUILDSYS_TRUSTED_KEYS=key.public().line()))
+    assert ran(b.stderr) == ["hello:restore"]
+    # nothing to push to, no key, a dead server: one line each, exit 2
+    proc = run_buildsys("--project", tiny, "cache", "push", check=2, env=dict(env_a, BUILDSYS_SHARED_CACHE=""))
+    assert "no shared cache to push to" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    proc = run_buildsys("--project", tiny, "cache", "push", check=2, env=dict(env_a, BUILDSYS_SIGNING_KEY=""))
+    assert proc.stderr.splitlines()[-1].endswith("pushing needs a signing key (set signing_key in local.yaml "
+                                                 "(`buildsys key new NAME` makes one))")
+    proc = run_buildsys("--project", tiny, "cache", "push", check=2,
+                        env=dict(env_a, BUILDSYS_SHARED_CACHE="http://127.0.0.1:9/artifacts"))
+    assert "failed: " in proc.stderr.splitlines()[-1]
