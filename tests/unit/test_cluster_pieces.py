@@ -153,3 +153,40 @@ def test_live_sources_stay_off_the_cluster(tiny, tmp_path):
     proc = run_buildsys("--project", tiny, "--build-dir", tmp_path / "b", "build", "hello", check=2)
     last = proc.stderr.strip().splitlines()[-1]
     assert "hello build(s) from a live source" in last and "local.yaml:3:" in last and "--no-cluster" in last
+
+
+def test_no_worker_that_builds_exactly(tiny, tmp_path):
+    """A real scheduler with one worker of another architecture: the client
+    says no worker can build the project, instead of waiting for one forever."""
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    from servers import cache_server
+
+    port = cache_server.free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", str(port), "--dashboard-address", ":0"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        cache_server.wait_listening("127.0.0.1", port, scheduler, timeout=30)
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                   "--no-nanny", "--resources", "buildsys=1,arch-riscv64=1", "--dashboard-address",
+                                   ":0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with Client(address, timeout="20s", set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=30)
+        (tiny / "local.yaml").write_text(f"format: 1\nshared_cache: {tmp_path / 'shared'}\n")
+        proc = run_buildsys("--project", tiny, "--build-dir", tmp_path / "b", "build", "--cluster", address, check=2)
+        assert "0 of 1 worker(s) can build this project" in proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        needs = ", ".join(sorted(resources.needed(host_env=True)))     # tiny builds against the host's /usr
+        assert last.startswith(f"--cluster: no worker of the Dask scheduler at {address} can build this project "
+                               f"exactly (it needs {needs})"), last
+    finally:
+        for proc_ in (worker, scheduler):
+            if proc_ is not None:
+                proc_.terminate()
+                proc_.wait(timeout=30)
