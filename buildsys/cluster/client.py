@@ -14,10 +14,12 @@ failed build step comes back as a result and is not retried.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import networkx as nx
 
@@ -28,6 +30,8 @@ from .job import build_recipe
 from .progress import Progress
 
 CONNECT_TIMEOUT = "15s"
+RESUBMIT = 3       # times a recipe the scheduler cancelled is sent again
+WATCH = 10.0        # seconds between checks that some worker can still build the project
 
 
 def _pn(node: str) -> str:
@@ -136,11 +140,14 @@ class _ClusterRun:
         self.streamed: dict[str, int] = {pn: 0 for pn in to_build}
         self.counted: dict[str, set[str]] = {pn: set() for pn in to_build}   # tasks on the bar already
         self.builder: dict[str, str] = {}       # pn -> the worker its lines come from
+        self._watched = time.monotonic()
+        self.resubmitted: dict[str, int] = {}
+        self._said_waiting = False
         # No pinned environment: steps see the host's /usr, and only a host like this one builds the same.
         self.need = resources.needed(host_env=session.buildenv is None)
 
     def run(self) -> list[str]:
-        from distributed import Client, wait
+        from distributed import Client, Variable, wait
 
         address = self.options.cluster
         try:
@@ -149,11 +156,14 @@ class _ClusterRun:
             raise UserError(f"cannot reach the Dask scheduler at {address}: {exc}", self.where,
                             hint="is it running (docs/cluster.md)? or build here with --no-cluster") from None
         futures: dict = {}
+        # The snapshot lives in the scheduler (a Dask Variable), not on a
+        # worker: data scattered to workers is lost with them, and with it
+        # every recipe waiting for it.  A worker fetches it once per digest.
+        var = Variable(f"buildsys-snapshot-{uuid.uuid4().hex}", client=client)
         try:
             self._check_workers(client, address)
             snap = snapshot.make(self.session.project, skip=self._local_dirs())
-            # On every worker: a copy held by one worker only would be lost with it.
-            snap_future = client.scatter(snap.data, hash=False, broadcast=True)
+            var.set(snap.data)
             client.subscribe_topic(self.topic, lambda event: self.events.put(event[1]))
             failed: list[str] = []
             done: set[str] = set()
@@ -162,18 +172,24 @@ class _ClusterRun:
                 if not stop:
                     for pn in sorted(self.to_build - done - set(futures.values()) - {_pn(f) for f in failed}):
                         if self.deps[pn] <= done:
-                            futures[self._submit(client, pn, snap.digest, snap_future)] = pn
+                            futures[self._submit(client, pn, snap.digest, var.name)] = pn
                 if not futures:
                     break
-                try:
-                    with client.as_current():
-                        finished = wait(list(futures), timeout=0.5, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
-                    finished = set()
+                with contextlib.suppress(TimeoutError, CancelledError), client.as_current():
+                    wait(list(futures), timeout=0.5, return_when="FIRST_COMPLETED")
                 self._drain()
-                for future in finished:
+                self._watch_workers(client)
+                for future in [f for f in futures if f.status in ("finished", "error", "cancelled")]:
                     pn = futures.pop(future)
+                    if future.status == "cancelled" and self.resubmitted.get(pn, 0) < RESUBMIT:
+                        # Cancelled by the scheduler, not by a step (a lost input): send it again.
+                        self.resubmitted[pn] = self.resubmitted.get(pn, 0) + 1
+                        futures[self._submit(client, pn, snap.digest, var.name)] = pn
+                        continue
                     node = self._finished(pn, future)
+                    # Its result read: let it go, or the scheduler would run the recipe
+                    # again if the worker holding the result were lost.
+                    future.release()
                     if node is None:
                         done.add(pn)
                     else:
@@ -189,6 +205,8 @@ class _ClusterRun:
             client.cancel(list(futures))
             raise
         finally:
+            with contextlib.suppress(Exception):     # the scheduler may be gone: nothing left to clean
+                var.delete()
             client.close()
 
     def _local_dirs(self) -> list:
@@ -198,11 +216,27 @@ class _ClusterRun:
             out.append(paths.cache)
         return out
 
-    def _check_workers(self, client, address: str) -> None:
+    def _able(self, client) -> tuple[list[dict], int]:
+        """The workers that can build this project, and how many there are in all."""
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
-        able = [w for w in workers.values() if resources.can_run(w.get("resources") or {}, self.need)]
+        return [w for w in workers.values() if resources.can_run(w.get("resources") or {}, self.need)], len(workers)
+
+    def _watch_workers(self, client) -> None:
+        """Every WATCH seconds: the recipes wait in the scheduler while no worker can take them; say so once."""
+        now = time.monotonic()
+        if now - self._watched < WATCH:
+            return
+        self._watched = now
+        able, _ = self._able(client)
+        if not able and not self._said_waiting:
+            self.progress.say("waiting: no worker that can build this project is connected any more "
+                              "(start one, or Ctrl-C and build with --no-cluster)")
+        self._said_waiting = not able
+
+    def _check_workers(self, client, address: str) -> None:
+        able, count = self._able(client)
         cores = "+".join(str(int((w.get("resources") or {}).get(resources.CORES, 0))) for w in able)
-        print(f"cluster {address}: {len(able)} of {len(workers)} worker(s) can build this project"
+        print(f"cluster {address}: {len(able)} of {count} worker(s) can build this project"
               + (f" ({cores} cores)" if able else "") + f"; dashboard {client.dashboard_link}", file=sys.stderr)
         if not able:
             raise UserError(f"no worker of the Dask scheduler at {address} can build this project exactly "
@@ -210,10 +244,11 @@ class _ClusterRun:
                             hint="start `buildsys worker` on a host like this one (docs/cluster.md), "
                                  "or build here with --no-cluster")
 
-    def _submit(self, client, pn: str, digest: str, snap_future):
+    def _submit(self, client, pn: str, digest: str, snapshot_var: str):
         job = {"pn": pn, "board": self.session.board.name, "signature": self.session.sigs[pn], "snapshot": digest,
-               "topic": self.topic, "force": pn in self.options.force, "offline": self.options.offline}
-        return client.submit(build_recipe, job, snap_future, key=f"buildsys-{pn}-{uuid.uuid4().hex[:12]}",
+               "snapshot_var": snapshot_var, "topic": self.topic, "force": pn in self.options.force,
+               "offline": self.options.offline}
+        return client.submit(build_recipe, job, key=f"buildsys-{pn}-{uuid.uuid4().hex[:12]}",
                              pure=False, resources=self.need, priority=self.priority[pn], retries=0)
 
     def _drain(self) -> None:

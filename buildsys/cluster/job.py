@@ -83,8 +83,16 @@ def plan_signature(project_dir: Path, board: str, pn: str, config: WorkerConfig)
     return Plan(ws.resolver, ws.board, [recipe], buildenv.for_project(ws.project, env)).sigs[recipe.pn]
 
 
-def build_recipe(job: dict, snapshot: bytes) -> dict:
-    """Build ``job["pn"]`` for ``job["board"]`` from the snapshot; a result dict (never raises for a failed step)."""
+def _snapshot_bytes(name: str) -> bytes:
+    """The client's snapshot, from the scheduler (client.py keeps it in a Dask Variable)."""
+    from distributed import Variable, get_client
+
+    return Variable(name, client=get_client()).get(timeout=120)
+
+
+def build_recipe(job: dict, snapshot: bytes | None = None) -> dict:
+    """Build ``job["pn"]`` for ``job["board"]`` from the snapshot (``snapshot``, else fetched once per digest
+    from ``job["snapshot_var"]``); a result dict (never raises for a failed step)."""
     from . import snapshot as snapshots
 
     config = WorkerConfig()
@@ -93,7 +101,11 @@ def build_recipe(job: dict, snapshot: bytes) -> dict:
                     "log": None, "exit": 0}
     emit = _emitter(job.get("topic"))
     try:
-        project_dir = snapshots.unpack(snapshot, job["snapshot"], config.dir / "projects", config.local_settings())
+        under, settings = config.dir / "projects", config.local_settings()
+        project_dir = snapshots.unpacked(job["snapshot"], under, settings)
+        if project_dir is None:
+            data = snapshot if snapshot is not None else _snapshot_bytes(job["snapshot_var"])
+            project_dir = snapshots.unpack(data, job["snapshot"], under, settings)
         sig = plan_signature(project_dir, job["board"], job["pn"], config)
     except BuildsysError as exc:
         return dict(result, status="failed", exit=getattr(exc, "exit_code", 1),

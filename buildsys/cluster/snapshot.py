@@ -135,6 +135,17 @@ def make(project, skip: Iterable[Path] = ()) -> Snapshot:
     return Snapshot(hashlib.sha256(data).hexdigest(), data)
 
 
+def _final(digest: str, under: Path, local_settings: Mapping[str, object]) -> Path:
+    tag = hashlib.sha256(yaml.safe_dump(dict(local_settings), sort_keys=True).encode()).hexdigest()[:12]
+    return under / f"{digest[:32]}-{tag}"
+
+
+def unpacked(digest: str, under: Path, local_settings: Mapping[str, object]) -> Path | None:
+    """The project dir of this snapshot if it is unpacked already."""
+    final = _final(digest, under, local_settings)
+    return final if (final / PROJECT_FILE).is_file() else None
+
+
 def unpack(snapshot: bytes, digest: str, under: Path, local_settings: Mapping[str, object]) -> Path:
     """The project dir of this snapshot under ``under`` (made once per digest
     and settings: temp dir, then rename); ``local_settings`` are the worker's
@@ -142,8 +153,7 @@ def unpack(snapshot: bytes, digest: str, under: Path, local_settings: Mapping[st
     if hashlib.sha256(snapshot).hexdigest() != digest:
         raise UserError(f"project snapshot {digest[:12]} arrived damaged (its sha256 differs)",
                         Where("cluster"), hint="build again")
-    tag = hashlib.sha256(yaml.safe_dump(dict(local_settings), sort_keys=True).encode()).hexdigest()[:12]
-    final = under / f"{digest[:32]}-{tag}"
+    final = _final(digest, under, local_settings)
     if (final / PROJECT_FILE).is_file():
         return final
     under.mkdir(parents=True, exist_ok=True)
