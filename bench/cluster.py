@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/cluster.py                  # the buildable synthetic tree, 100 recipes
     .venv/bin/python bench/cluster.py -n 300 --image   # and the x86-virtio image (cold: minutes each)
+    .venv/bin/python bench/cluster.py --warm-cache ~/.cache/buildsys/cache   # + the image's fresh-machine restore
 
 Every run starts cold: a new build dir, an empty local cache, and for the
 cluster runs an empty shared cache (a throw-away nginx, scripts/cache-server.py)
@@ -16,6 +17,9 @@ how many cores each worker had.  Rows, per project:
   cluster, 2 workers  the same with two workers (--cores CORES/2 each)
   fresh machine       a new build dir and local cache against the shared cache the
                       two-worker run filled: `buildsys build`, everything restored
+  fresh machine, image  (--warm-cache DIR) the x86-virtio image restored by a new
+                      build dir from a shared cache seeded from DIR (`buildsys cache
+                      push`, signed), best of 3, without the cold builds of --image
 
 Downloads come from BUILDSYS_DL_DIR (default ~/.cache/buildsys/downloads);
 pinned build environments from the usual store (not counted: not an artifact).
@@ -131,7 +135,8 @@ def build(project: Path, build_dir: Path, env: dict, args=()) -> tuple[float, st
 
 def restored(output: str) -> str:
     tasks = re.findall(r"^\[\d+/\d+\] (\S+)", output, re.M)
-    return f"{sum(t.endswith(':restore') for t in tasks)}/{len(tasks)} tasks restored"
+    restores = sum(t.endswith(":restore") for t in tasks)
+    return f"{restores} restore task(s), {len(tasks) - restores} other"
 
 
 def measure(name: str, project: Path, work: Path, cores: int, key: Path, public: str) -> list[tuple[str, str, str]]:
@@ -153,12 +158,28 @@ def measure(name: str, project: Path, work: Path, cores: int, key: Path, public:
     return rows
 
 
+def image_restore(work: Path, warm: Path, key: Path, public: str) -> list[tuple[str, str, str]]:
+    env = base_env()
+    with nginx(work) as shared:
+        push = subprocess.run([*BUILDSYS, "--project", str(ROOT), "--build-dir", str(work / "seed"), "cache", "push"],
+                              env=dict(env, BUILDSYS_CACHE_DIR=str(warm), BUILDSYS_SIGNING_KEY=str(key),
+                                       BUILDSYS_SHARED_CACHE=shared), capture_output=True, text=True)
+        if push.returncode != 0:
+            sys.exit(f"failed: buildsys cache push from {warm}\n{push.stderr[-3000:]}")
+        client_env = dict(env, BUILDSYS_SHARED_CACHE=shared, BUILDSYS_TRUSTED_KEYS=public)
+        runs = [build(ROOT, work / "fresh", client_env, ["--no-push"]) for _ in range(3)]
+    wall, out = min(runs)
+    return [("x86-virtio image", "fresh machine, warm shared cache", f"{wall:8.1f} s  ({restored(out)})")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=100, help="recipes in the synthetic tree (default 100)")
     parser.add_argument("--image", action="store_true", help="also the x86-virtio image of this checkout (cold)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores for a build (default all)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--warm-cache", type=Path, help="a local cache holding the x86-virtio image's artifacts: "
+                        "time a fresh machine's restore of the image from a shared cache seeded from it")
     args = parser.parse_args()
     work = (args.keep or Path(tempfile.mkdtemp(prefix="buildsys-bench-cluster-"))).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -177,6 +198,9 @@ def main() -> None:
                        public)
         if args.image:
             rows += measure("x86-virtio image", ROOT, work / "image", args.cores, keys / "bench.secret", public)
+        if args.warm_cache:
+            rows += image_restore(work / "image-restore", args.warm_cache.expanduser().absolute(),
+                                  keys / "bench.secret", public)
         print(f"buildsys cluster bench: {os.cpu_count()} cores here, builds -j {args.cores}; scheduler, nginx and "
               f"workers on 127.0.0.1 (the workers share this machine's cores); load average {load:.2f} before, "
               f"{os.getloadavg()[0]:.2f} after")

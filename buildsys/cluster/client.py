@@ -59,7 +59,7 @@ def run_on_cluster(session, graph: nx.DiGraph, options) -> list[str]:
             # What the workers pushed, into this build dir's store (deploy
             # restores the rest).  The shared cache remembers what it did
             # not have when the build was planned: it has it now.
-            session.cache._remote.clear()
+            session.cache.forget()
             for recipe in session.targets:
                 if recipe.pn in to_build:
                     failed += _restore_target(session, recipe.pn, progress)
