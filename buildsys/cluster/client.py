@@ -40,9 +40,9 @@ def _pn(node: str) -> str:
 
 def run_on_cluster(session, graph: nx.DiGraph, options) -> list[str]:
     project = session.project
-    where = project.settings_where.get("cluster") if not options.cluster or \
-        options.cluster == project.settings.get("cluster") else None
-    where = where or Where("--cluster")
+    # Errors point at the cluster setting when the address is the setting's.
+    from_settings = options.cluster == project.settings.get("cluster")
+    where = (project.settings_where.get("cluster") if from_settings else None) or Where("--cluster")
     to_build = sorted({_pn(n) for n in graph.nodes if not n.endswith(":restore")})
     _check(session, to_build, where)
     session.lock()

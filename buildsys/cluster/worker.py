@@ -19,7 +19,6 @@ from . import resources
 def serve(scheduler: str, directory: Path, cores: int, name: str | None) -> int:
     """Run until the scheduler goes away or the process is stopped."""
     directory = directory.absolute()
-    directory.mkdir(parents=True, exist_ok=True)
     key = os.environ.get("BUILDSYS_SIGNING_KEY")
     if not key:
         raise UserError("a worker signs what it pushes to the shared cache: BUILDSYS_SIGNING_KEY is not set",
@@ -28,6 +27,7 @@ def serve(scheduler: str, directory: Path, cores: int, name: str | None) -> int:
 
     signer = load_secret(Path(key).expanduser().absolute(), Where("BUILDSYS_SIGNING_KEY"))   # a bad key: now
     os.environ["BUILDSYS_SIGNING_KEY"] = str(Path(key).expanduser().absolute())   # the builds run elsewhere
+    directory.mkdir(parents=True, exist_ok=True)
     name = name or f"{os.uname().nodename}-{os.getpid()}"
     os.environ.update(BUILDSYS_WORKER_DIR=str(directory), BUILDSYS_WORKER_CORES=str(cores),
                       BUILDSYS_WORKER_NAME=name)
