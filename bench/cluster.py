@@ -30,7 +30,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,10 +41,12 @@ ROOT = HERE.parent
 BUILDSYS = [sys.executable, "-m", "buildsys"]
 DL_DIR = os.environ.get("BUILDSYS_DL_DIR") or str(Path.home() / ".cache/buildsys/downloads")
 
-_spec = importlib.util.spec_from_file_location("cache_server", ROOT / "scripts" / "cache-server.py")
+# The real servers the tests use (tests/servers.py): one way to start them.
+_spec = importlib.util.spec_from_file_location("servers", ROOT / "tests" / "servers.py")
 assert _spec is not None and _spec.loader is not None
-cache_server = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cache_server)
+servers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(servers)
+stop = servers.stop_group
 
 
 def base_env() -> dict[str, str]:
@@ -54,43 +55,11 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @contextlib.contextmanager
 def nginx(work: Path):
-    root, port = work / "nginx-root", cache_server.free_port()
-    shutil.rmtree(root, ignore_errors=True)
-    proc = subprocess.Popen(cache_server.prepare(root, work / "nginx-state", port, daemon=False),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        cache_server.wait_listening("127.0.0.1", port, proc)
-        yield f"http://127.0.0.1:{port}/artifacts"
-    finally:
-        stop(proc)
-
-
-@contextlib.contextmanager
-def scheduler(work: Path):
-    port = cache_server.free_port()
-    log = open(work / "scheduler.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                             "--port", str(port), "--dashboard-address", f"127.0.0.1:{cache_server.free_port()}"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        cache_server.wait_listening("127.0.0.1", port, proc, timeout=60)
-        yield f"tcp://127.0.0.1:{port}"
-    finally:
-        stop(proc)
-        log.close()
+    shutil.rmtree(work / "nginx-root", ignore_errors=True)
+    with servers.nginx_cache(work, work / "nginx-root") as url:
+        yield f"{url}/artifacts"
 
 
 @contextlib.contextmanager
@@ -146,7 +115,7 @@ def measure(name: str, project: Path, work: Path, cores: int, key: Path, public:
     rows.append((name, "local", f"{wall:8.1f} s"))
     per_worker = max(1, cores // 2)
     for count, worker_cores in ((1, cores), (2, per_worker)):
-        with nginx(work) as shared, scheduler(work) as address:
+        with nginx(work) as shared, servers.dask_scheduler(work) as address:
             worker_env = dict(env, BUILDSYS_SIGNING_KEY=str(key), BUILDSYS_SHARED_CACHE=shared)
             client_env = dict(env, BUILDSYS_SHARED_CACHE=shared, BUILDSYS_TRUSTED_KEYS=public)
             with workers(address, work, count, worker_cores, worker_env):

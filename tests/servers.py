@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for tests: nginx WebDAV as the shared cache.
+"""Real servers on 127.0.0.1 for tests and bench/: nginx WebDAV as the
+shared cache, a Dask scheduler for cluster builds.
 
     from servers import nginx_cache
 
@@ -11,13 +12,18 @@ The config is scripts/cache-server.py's (one place); nginx runs in the
 foreground of a child process and is stopped when the block ends.  It starts
 in a few milliseconds.  ``nginx_root(tmp_path)`` is the served dir, for tests
 that tamper with what the server holds.
+
+    with dask_scheduler(tmp_path) as address:   # tcp://127.0.0.1:PORT (its log: tmp_path/scheduler.log)
+        ...
 """
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +83,30 @@ def nginx_url(tmp_path) -> Iterator[str]:
     with nginx_cache(tmp_path) as url:
         yield url
 
+
+
+@contextlib.contextmanager
+def dask_scheduler(work: Path) -> Iterator[str]:
+    """A Dask scheduler on 127.0.0.1 (its own session: stopped as a group); yields its address."""
+    port, dashboard = cache_server.free_port(), cache_server.free_port()
+    with open(work / "scheduler.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                 "--port", str(port), "--dashboard-address", f"127.0.0.1:{dashboard}"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            cache_server.wait_listening("127.0.0.1", port, proc, timeout=60)
+            yield f"tcp://127.0.0.1:{port}"
+        finally:
+            stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a process started with start_new_session, and its children: TERM, then KILL after 20 s."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

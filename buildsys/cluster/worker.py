@@ -1,9 +1,10 @@
 """`buildsys worker`: a Dask worker with one build slot and this host's resources.
 
 A plain distributed.Worker in this process (no nanny: one process, so a
-`kill -9` of the worker takes its builds with it, PR_SET_PDEATHSIG doing the
-rest, and the scheduler hands its recipe to another worker).  The job
-(job.py) reads the worker's settings from the environment this sets.
+`kill -9` of the worker takes its build with it -- bwrap's --die-with-parent
+stops the step -- and the scheduler hands its recipe to another worker).
+The job (job.py) builds in this process and reads the worker's settings
+from the environment this sets.
 """
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def serve(scheduler: str, directory: Path, cores: int, name: str | None) -> int:
     name = name or f"{os.uname().nodename}-{os.getpid()}"
     os.environ.update(BUILDSYS_WORKER_DIR=str(directory), BUILDSYS_WORKER_CORES=str(cores),
                       BUILDSYS_WORKER_NAME=name)
+    from .job import WorkerConfig
+
+    # The builds run in this process: what they read of the environment is
+    # the worker's (its cache and download dirs), never a client's leftovers.
+    build_env = WorkerConfig().build_env()
+    os.environ.clear()
+    os.environ.update(build_env)
     declared = resources.worker_resources(cores)
     print(f"buildsys worker {name}: {scheduler}, dir {directory}, {cores} core(s), signs as {signer.name}, resources "
           f"{', '.join(sorted(declared))}", file=sys.stderr, flush=True)

@@ -15,7 +15,6 @@ compile 132 s on a worker; the second machine 0.8 s), 2 cores shared by both
 workers.  The local reference build comes from BUILDSYS_TEST_CACHE_DIR when
 CI keeps one (same key, same bytes); without it, add a cold local build.
 """
-import contextlib
 import os
 import re
 import signal
@@ -28,37 +27,11 @@ import pytest
 from test_x86_virtio import DL_DIR, build_image, sha256
 
 from conftest import ROOT, run_buildsys
-from servers import cache_server, nginx_cache
+from servers import dask_scheduler, nginx_cache, stop_group
 
 pytestmark = pytest.mark.slow
 
 BUILDSYS = [sys.executable, "-m", "buildsys"]
-
-
-@contextlib.contextmanager
-def dask_scheduler(tmp_path: Path):
-    port, dashboard = cache_server.free_port(), cache_server.free_port()
-    log = open(tmp_path / "scheduler.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                             "--port", str(port), "--dashboard-address", f"127.0.0.1:{dashboard}"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        cache_server.wait_listening("127.0.0.1", port, proc, timeout=60)
-        yield f"tcp://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
-        log.close()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def start_worker(address: str, directory: Path, name: str, env: dict) -> subprocess.Popen:
@@ -109,7 +82,7 @@ def test_image_through_the_cluster(tmp_path):
             assert status == 0, out[-6000:]
         finally:
             for worker in workers.values():
-                _stop(worker)
+                stop_group(worker)
         cluster_minutes = (time.monotonic() - started) / 60
         assert killed is not None, out[-3000:]
         pn, lost = killed
