@@ -2,6 +2,7 @@
 """Benchmark: a build here vs the same build on a Dask cluster (docs/cluster.md).
 
     .venv/bin/python bench/cluster.py                  # the buildable synthetic tree, 100 recipes
+    .venv/bin/python bench/cluster.py --work 2000      # ... each compiling 2,000 generated C functions
     .venv/bin/python bench/cluster.py -n 300 --image   # and the x86-virtio image (cold: minutes each)
     .venv/bin/python bench/cluster.py --warm-cache ~/.cache/buildsys/cache   # + the image's fresh-machine restore
 
@@ -97,6 +98,7 @@ def build(project: Path, build_dir: Path, env: dict, args=()) -> tuple[float, st
     proc = subprocess.run([*BUILDSYS, "--project", str(project), "build", *args], env=env, capture_output=True,
                           text=True)
     wall = time.perf_counter() - start
+    (build_dir.parent / f"{build_dir.name}.log").write_text(proc.stderr)     # what it printed, to look at after
     if proc.returncode != 0:
         sys.exit(f"failed: buildsys build {' '.join(args)} in {project}\n{proc.stderr[-3000:]}")
     return wall, proc.stderr
@@ -144,6 +146,9 @@ def image_restore(work: Path, warm: Path, key: Path, public: str) -> list[tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=100, help="recipes in the synthetic tree (default 100)")
+    parser.add_argument("--work", type=int, default=0, metavar="N",
+                        help="each synthetic recipe compiles N generated C functions (gen_recipes.py --work; "
+                             "default 0: empty steps, the cluster's pure overhead)")
     parser.add_argument("--image", action="store_true", help="also the x86-virtio image of this checkout (cold)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores for a build (default all)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
@@ -153,17 +158,18 @@ def main() -> None:
     work = (args.keep or Path(tempfile.mkdtemp(prefix="buildsys-bench-cluster-"))).absolute()
     work.mkdir(parents=True, exist_ok=True)
     try:
-        tree = work / f"tree-{args.n}"
+        tree = work / f"tree-{args.n}-{args.work}"
         if not tree.exists():
-            subprocess.run([sys.executable, HERE / "gen_recipes.py", tree, "-n", str(args.n), "--buildable"],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([sys.executable, HERE / "gen_recipes.py", tree, "-n", str(args.n), "--buildable",
+                            "--work", str(args.work)], check=True, stdout=subprocess.DEVNULL)
         keys = work / "keys"
         if not (keys / "bench.secret").exists():
             subprocess.run([*BUILDSYS, "key", "new", "bench", "--out", str(keys)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         public = (keys / "bench.public").read_text().strip()
         load = os.getloadavg()[0]
-        rows = measure(f"synthetic, {args.n} recipes", tree, work / "synthetic", args.cores, keys / "bench.secret",
+        what = f"synthetic, {args.n} recipes" + (f" x {args.work} C functions" if args.work else ", empty steps")
+        rows = measure(what, tree, work / "synthetic", args.cores, keys / "bench.secret",
                        public)
         if args.image:
             rows += measure("x86-virtio image", ROOT, work / "image", args.cores, keys / "bench.secret", public)

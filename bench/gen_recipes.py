@@ -18,6 +18,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--buildable", action="store_true",
                         help="no sources and empty steps, so the whole tree can really be built")
+    parser.add_argument("--work", type=int, default=0, metavar="N",
+                        help="with --buildable: each recipe's compile step really compiles N generated C "
+                             "functions with the host's cc (CPU work, as a package's compile is)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     root = args.dest
@@ -38,7 +41,13 @@ def main() -> None:
             deps.append(f"pkg{rng.randrange(10):05d}")
             deps = sorted(set(deps))
         digest = hashlib.sha256(name.encode()).hexdigest()
-        if args.buildable:
+        if args.buildable and args.work:
+            # awk writes the C file, cc compiles it: about 1 ms of CPU a function at -O2.
+            body = ("class: script\nsteps:\n  compile: |\n"
+                    f"    awk 'BEGIN {{ for (i = 0; i < {args.work}; i++) "
+                    f"printf \"int f%d(int x) {{ return x * %d + {i}; }}\\n\", i, i }}' > w.c\n"
+                    "    cc -O2 -c w.c -o w.o\n")
+        elif args.buildable:
             body = "class: script\n"
         else:
             body = (f"sources:\n  - url: https://example.org/{name}/{name}-${{version}}.tar.gz\n"

@@ -1,6 +1,6 @@
 """What a worker does with one recipe: the function the client submits.
 
-It runs in the one thread of the Dask worker started by `buildsys worker`
+It runs in a thread (one per build slot) of the Dask worker started by `buildsys worker`
 (worker.py), which says where its dir is and how many cores a build gets
 through the environment.  The recipe is built by the ordinary engine
 (`engine.build`, as `buildsys build PN` would): its dependencies restored
@@ -17,12 +17,13 @@ exceptions and lost workers, and a failed step would only fail again.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -50,6 +51,7 @@ class WorkerConfig:
 
     @property
     def build_dir(self) -> Path:
+        """Slot 0's build dir (slot.py: one per recipe built at once)."""
         return self.dir / "build"
 
     def local_settings(self) -> dict[str, object]:
@@ -67,14 +69,15 @@ class WorkerConfig:
         return env
 
 
-def plan_signature(project_dir: Path, board: str, pn: str, config: WorkerConfig) -> tuple[str, Workspace]:
+def plan_signature(project_dir: Path, board: str, pn: str, config: WorkerConfig,
+                   build_dir: Path | None = None) -> tuple[str, Workspace]:
     """The recipe's signature as this worker plans it, and the workspace (the build reuses its parsed recipes)."""
     from .. import buildenv
     from ..plan import Plan
     from ..workspace import Workspace
 
     env = config.build_env()
-    ws = Workspace(SimpleNamespace(project=str(project_dir), build_dir=str(config.build_dir), board=board),
+    ws = Workspace(SimpleNamespace(project=str(project_dir), build_dir=str(build_dir or config.build_dir), board=board),
                    environ=env)
     recipe = ws.targets([pn])[0]
     return Plan(ws.resolver, ws.board, [recipe], buildenv.for_project(ws.project, env)).sigs[recipe.pn], ws
@@ -103,7 +106,17 @@ def build_recipe(job: dict, snapshot: bytes | None = None) -> dict:
         if project_dir is None:
             data = snapshot if snapshot is not None else _snapshot_bytes(job["snapshot_var"])
             project_dir = snapshots.unpack(data, job["snapshot"], under, settings)
-        sig, ws = plan_signature(project_dir, job["board"], job["pn"], config)
+    except BuildsysError as exc:
+        return dict(result, status="failed", exit=getattr(exc, "exit_code", 1),
+                    report=f"ERROR: {job['pn']}: the worker cannot unpack the project: {exc}")
+    with build_slot(config) as build_dir:
+        return _plan_and_build(job, config, project_dir, build_dir, result, emit, started)
+
+
+def _plan_and_build(job: dict, config: WorkerConfig, project_dir: Path, build_dir: Path, result: dict,
+                    emit: Callable[[dict], None], started: float) -> dict:
+    try:
+        sig, ws = plan_signature(project_dir, job["board"], job["pn"], config, build_dir)
     except BuildsysError as exc:
         return dict(result, status="failed", exit=getattr(exc, "exit_code", 1),
                     report=f"ERROR: {job['pn']}: the worker cannot plan it: {exc}")
@@ -129,6 +142,25 @@ def build_recipe(job: dict, snapshot: bytes | None = None) -> dict:
         logs = [line[len("log: "):] for line in output if line.startswith("log: ")]
         result["log"] = logs[-1] if logs else None
     return result
+
+
+_slots_lock = threading.Lock()
+_busy: set[int] = set()
+
+
+@contextlib.contextmanager
+def build_slot(config: WorkerConfig) -> Iterator[Path]:
+    """A build dir no other recipe of this worker is using: a build dir has one
+    build at a time (its lock), and a worker with --slots N builds N recipes at
+    once.  What one slot built, another restores from the worker's local cache."""
+    with _slots_lock:
+        slot = next(i for i in range(len(_busy) + 1) if i not in _busy)
+        _busy.add(slot)
+    try:
+        yield config.build_dir if slot == 0 else config.dir / f"build-{slot}"
+    finally:
+        with _slots_lock:
+            _busy.discard(slot)
 
 
 def _build_here(ws: Workspace, job: dict, config: WorkerConfig, on_line: Callable[[str], None]) -> int:
@@ -161,8 +193,6 @@ class _StderrLines:
 
     @classmethod
     def capture(cls, sink: Callable[[str], None]):
-        import contextlib
-
         if not isinstance(sys.stderr, cls):
             sys.stderr = cls(sys.stderr)
 

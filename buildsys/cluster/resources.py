@@ -1,7 +1,8 @@
 """Dask resources: what a worker can build exactly, and what a recipe needs.
 
-A worker has one build slot (``buildsys``: a recipe build uses the worker's
-cores itself) and names the host it runs on: its architecture (native
+A worker has build slots (``buildsys``: recipes it builds at once, each with
+the worker's cores, as a local build runs tasks of several recipes at once)
+and names the host it runs on: its architecture (native
 recipes and the pinned build environment's binaries run on it) and its
 toolchain identity, which only ``build_env: host`` projects depend on (their
 signatures hash the host compiler and dpkg database, signature.py
@@ -33,10 +34,10 @@ def toolchain_resource() -> str:
     return f"toolchain-{digest[:16]}"
 
 
-def worker_resources(cores: int = 1) -> dict[str, float]:
+def worker_resources(cores: int = 1, slots: int = 1) -> dict[str, float]:
     """What ``buildsys worker`` declares (``cores``: what a recipe build gets there; for the record, no
     recipe asks for it)."""
-    return {SLOT: 1, arch_resource(): 1, toolchain_resource(): 1, CORES: cores}
+    return {SLOT: slots, arch_resource(): slots, toolchain_resource(): slots, CORES: cores}
 
 
 def needed(host_env: bool) -> dict[str, float]:

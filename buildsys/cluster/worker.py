@@ -1,4 +1,4 @@
-"""`buildsys worker`: a Dask worker with one build slot and this host's resources.
+"""`buildsys worker`: a Dask worker with build slots and this host's resources.
 
 A plain distributed.Worker in this process (no nanny: one process, so a
 `kill -9` of the worker takes its build with it -- bwrap's --die-with-parent
@@ -17,7 +17,7 @@ from ..errors import UserError, Where
 from . import resources
 
 
-def serve(scheduler: str, directory: Path, cores: int, name: str | None) -> int:
+def serve(scheduler: str, directory: Path, cores: int, name: str | None, slots: int = 2) -> int:
     """Run until the scheduler goes away or the process is stopped."""
     directory = directory.absolute()
     key = os.environ.get("BUILDSYS_SIGNING_KEY")
@@ -39,18 +39,18 @@ def serve(scheduler: str, directory: Path, cores: int, name: str | None) -> int:
     build_env = WorkerConfig().build_env()
     os.environ.clear()
     os.environ.update(build_env)
-    declared = resources.worker_resources(cores)
-    print(f"buildsys worker {name}: {scheduler}, dir {directory}, {cores} core(s), signs as {signer.name}, resources "
-          f"{', '.join(sorted(declared))}", file=sys.stderr, flush=True)
-    return asyncio.run(_run(scheduler, directory, name, declared))
+    declared = resources.worker_resources(cores, slots)
+    print(f"buildsys worker {name}: {scheduler}, dir {directory}, {slots} slot(s) of {cores} core(s), "
+          f"signs as {signer.name}, resources {', '.join(sorted(declared))}", file=sys.stderr, flush=True)
+    return asyncio.run(_run(scheduler, directory, name, declared, slots))
 
 
-async def _run(scheduler: str, directory: Path, name: str, declared: dict[str, float]) -> int:
+async def _run(scheduler: str, directory: Path, name: str, declared: dict[str, float], slots: int) -> int:
     from distributed import Worker
 
     try:
-        # One thread: one recipe at a time, using the worker's cores itself.
-        worker = await Worker(scheduler, nthreads=1, name=name, resources=declared,
+        # A thread per slot: recipes built at once, each with all the worker's cores (job.build_slot).
+        worker = await Worker(scheduler, nthreads=slots, name=name, resources=declared,
                               local_directory=str(directory / "dask"), validate=False)
     except (OSError, TimeoutError) as exc:
         raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}", Where("command line"),

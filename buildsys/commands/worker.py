@@ -17,6 +17,9 @@ class Worker(Command):
                             help="the worker's build dirs, project snapshots, local cache and downloads "
                                  "(default ./buildsys-worker; BUILDSYS_DL_DIR wins for downloads)")
         parser.add_argument("--cores", type=int, default=0, help="parallel jobs of a recipe build (default: all)")
+        parser.add_argument("--slots", type=int, default=2,
+                            help="recipes built at once (default 2: a long one and short ones beside it, as a "
+                                 "local build overlaps them)")
         parser.add_argument("--name", help="the worker's name in reports and the dashboard (default: host-pid)")
 
     def run(self, args):
@@ -25,4 +28,6 @@ class Worker(Command):
 
         if args.cores < 0:
             raise UserError(f"--cores {args.cores}: cannot be negative", Where("command line"), hint="0 means all")
-        return serve(args.scheduler, args.dir, args.cores or os.cpu_count() or 1, args.name)
+        if args.slots < 1:
+            raise UserError(f"--slots {args.slots}: a worker needs at least one", Where("command line"))
+        return serve(args.scheduler, args.dir, args.cores or os.cpu_count() or 1, args.name, args.slots)
