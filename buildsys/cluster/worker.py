@@ -46,8 +46,13 @@ def serve(scheduler: str, directory: Path, cores: int, name: str | None, slots: 
 
 
 async def _run(scheduler: str, directory: Path, name: str, declared: dict[str, float], slots: int) -> int:
+    import dask.config
     from distributed import Worker
 
+    # Dask's statistical profiler walks every thread's stack 100 times a
+    # second under the GIL: it made the kernel's unpack (Python, in a slot's
+    # thread) 2-3 times slower.  The dashboard's profile page is not worth it.
+    dask.config.set({"distributed.worker.profile.enabled": False})
     try:
         # A thread per slot: recipes built at once, each with all the worker's cores (job.build_slot).
         worker = await Worker(scheduler, nthreads=slots, name=name, resources=declared,
