@@ -156,15 +156,35 @@ class Terminal:
         os.close(self.fd)
 
 
+def _wait_foreground(cmdline: bytes, timeout: float = 30) -> None:
+    """Until a process with this command line is its terminal's foreground process group
+    (/proc/PID/stat: pgrp == tpgid; the sandbox's processes are visible from here)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for entry in Path("/proc").iterdir():
+            try:
+                if not entry.name.isdigit() or (entry / "cmdline").read_bytes() != cmdline:
+                    continue
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[2] == fields[5]:        # pgrp, tpgid
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no foreground process {cmdline!r} after {timeout} s")
+
+
 def test_interactive_shell_on_a_terminal(project, tmp_path):
     """A terminal of its own: the prompt names the recipe and board, Ctrl-C
     stops the foreground command and not the shell, exit's status comes back."""
     term = Terminal(["--project", str(project), "devshell", "hello"], _env(tmp_path))
     try:
         term.until(rb"\[devshell hello tiny-x86\] /build/src")
-        term.type(b"test -t 0 && echo TERMINAL-$((6*7)); sleep 60\n")
+        term.type(b"test -t 0 && echo TERMINAL-$((6*7)); sleep 61\n")
         term.until(rb"TERMINAL-42")
-        time.sleep(1)       # let bash make `sleep` the terminal's foreground job before Ctrl-C
+        # Ctrl-C before bash made `sleep` the terminal's foreground job would
+        # go to bash, which ignores it (a fixed pause lost that race on a loaded machine).
+        _wait_foreground(b"sleep\x0061\x00")
         term.type(b"\x03")
         term.type(b"echo STILL-$((6*7))\n")
         term.until(rb"STILL-42", timeout=20)
