@@ -18,6 +18,12 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+    # nginx is here for scripts/cache-server.py (a throw-away server of our
+    # own); Debian starts its default site on port 80 at install: stop that,
+    # but only when this script installed it.
+    case " $missing " in
+        *" nginx "*) $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true ;;
+    esac
 fi
 
 if [ ! -x .venv/bin/buildsys ] || [ pyproject.toml -nt .venv/.installed ]; then
