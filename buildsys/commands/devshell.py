@@ -140,6 +140,12 @@ def run_on_pty(argv: list[str]) -> int:
 
     def take_terminal():    # in the child, after setsid: the pty becomes its controlling terminal
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        # A new terminal session starts with the terminal's signals at their
+        # defaults: buildsys started in the background of a script (CI) has
+        # SIGINT and SIGQUIT ignored, an ignored signal survives exec, and
+        # Ctrl-C would then never stop the shell's foreground job.
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_DFL)
 
     copy_size()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env={"PATH": "/usr/bin:/bin"},

@@ -7,6 +7,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -124,10 +125,13 @@ def test_unknown_recipe_is_one_line(project, tmp_path):
 class Terminal:
     """buildsys on the other end of a pseudo-terminal, as a user's shell runs it."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]):
+    def __init__(self, argv: list[str], env: dict[str, str], ignore_sigint: bool = False):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:   # the child
             os.environ.update(env)
+            if ignore_sigint:   # as a script's background job is started (bash: `cmd &`)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGQUIT, signal.SIG_IGN)
             os.execv(str(ROOT / ".venv/bin/buildsys"), ["buildsys", *argv])
         self.seen = b""
 
@@ -174,10 +178,13 @@ def _wait_foreground(cmdline: bytes, timeout: float = 30) -> None:
     raise AssertionError(f"no foreground process {cmdline!r} after {timeout} s")
 
 
-def test_interactive_shell_on_a_terminal(project, tmp_path):
+@pytest.mark.parametrize("ignore_sigint", [False, True], ids=["from-a-terminal", "from-a-background-job"])
+def test_interactive_shell_on_a_terminal(project, tmp_path, ignore_sigint):
     """A terminal of its own: the prompt names the recipe and board, Ctrl-C
-    stops the foreground command and not the shell, exit's status comes back."""
-    term = Terminal(["--project", str(project), "devshell", "hello"], _env(tmp_path))
+    stops the foreground command and not the shell, exit's status comes back.
+    Also when buildsys itself was started with SIGINT ignored (a CI job in a
+    script's background), which the shell would otherwise inherit."""
+    term = Terminal(["--project", str(project), "devshell", "hello"], _env(tmp_path), ignore_sigint)
     try:
         term.until(rb"\[devshell hello tiny-x86\] /build/src")
         term.type(b"test -t 0 && echo TERMINAL-$((6*7)); sleep 61\n")
