@@ -1,7 +1,10 @@
-"""The cluster's pieces that need no Dask scheduler: the project snapshot,
-resources, and a worker's refusal of a recipe it would plan differently.
-(tests/slow/test_cluster.py runs the real scheduler, workers and nginx.)"""
+"""The cluster's pieces: the project snapshot, resources, a worker's refusal
+of a recipe it would plan differently, and -- with a real scheduler on
+127.0.0.1 and the tiny project, seconds each -- no able worker, and a failed
+step's report.  (tests/slow/test_cluster.py builds the real image on two
+workers behind nginx.)"""
 import io
+import os
 import shutil
 import tarfile
 from types import SimpleNamespace
@@ -190,3 +193,44 @@ def test_no_worker_that_builds_exactly(tiny, tmp_path):
             if proc_ is not None:
                 proc_.terminate()
                 proc_.wait(timeout=30)
+
+
+def test_a_failed_step_on_a_worker_is_reported_with_its_log_and_a_replay_command(tiny, tmp_path):
+    """A real scheduler and `buildsys worker`: hello's compile fails on the
+    worker; the client exits 1 with the remote log's tail, the worker and its
+    log path, and the command that replays it here.  libgreet, built before
+    it, went to the shared cache signed by the worker's key."""
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    from servers import dask_scheduler, stop_group
+
+    recipe = tiny / "recipes/hello/hello.yaml"
+    recipe.write_text(recipe.read_text().replace("$CC $CFLAGS", "echo BROKEN-ON-PURPOSE >&2; exit 7; $CC $CFLAGS"))
+    key = tmp_path / "keys"
+    run_buildsys("key", "new", "farm", "--out", key)
+    shared = tmp_path / "shared"
+    env = dict(os.environ, BUILDSYS_SIGNING_KEY=str(key / "farm.secret"), BUILDSYS_SHARED_CACHE=str(shared))
+    with dask_scheduler(tmp_path) as address:
+        with open(tmp_path / "worker.log", "w") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "buildsys", "worker", address, "--dir",
+                                       str(tmp_path / "w"), "--cores", "1", "--name", "w-one"],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with Client(address, timeout="20s", set_as_default=False) as client:
+                client.wait_for_workers(1, timeout=60)
+            proc = run_buildsys("--project", tiny, "--build-dir", tmp_path / "client", "build", "hello",
+                                "--cluster", address, check=1,
+                                env={"BUILDSYS_SHARED_CACHE": str(shared),
+                                     "BUILDSYS_TRUSTED_KEYS": (key / "farm.public").read_text().strip()})
+        finally:
+            stop_group(worker)
+    err = proc.stderr
+    assert "libgreet:package (on w-one)" in err
+    assert "hello:compile FAILED" in err
+    assert "BROKEN-ON-PURPOSE" in err                     # the remote log's tail
+    assert "worker: w-one, log (on the worker): " in err
+    assert "replay here: buildsys build hello --board tiny-x86 --no-cluster" in err
+    assert list(shared.rglob("*.json")), "libgreet was not pushed"
