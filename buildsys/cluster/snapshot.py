@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import safetar
 from ..errors import UserError, Where
 from ..fileio import atomic_write
 from ..layers import LOCAL_FILE, PROJECT_FILE
@@ -160,9 +161,11 @@ def unpack(snapshot: bytes, digest: str, under: Path, local_settings: Mapping[st
     tmp = Path(tempfile.mkdtemp(dir=under, prefix=".unpack-"))
     try:
         with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r:") as tar:
-            # The data filter refuses absolute names, '..', links out of the
-            # tree and device files: the snapshot comes over the network.
-            tar.extractall(tmp, filter="data")
+            # The snapshot comes over the network: the source rules refuse
+            # absolute names, '..', links out of the tree and device files
+            # (safetar, because tarfile's own filters are missing from Debian
+            # 12's Python 3.11.2).
+            safetar.extract(tar, tmp)
         local_file = tmp / LOCAL_FILE
         local = yaml.safe_load(local_file.read_text()) or {}
         local.update(local_settings)
@@ -172,7 +175,7 @@ def unpack(snapshot: bytes, digest: str, under: Path, local_settings: Mapping[st
         except OSError:
             if not (final / PROJECT_FILE).is_file():   # not another worker thread's copy: a real error
                 raise
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, safetar.UnsafeMember) as exc:
         raise UserError(f"project snapshot {digest[:12]} is unsafe or damaged: {exc}", Where("cluster")) from None
     finally:
         if tmp.exists():

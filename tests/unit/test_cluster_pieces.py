@@ -7,12 +7,14 @@ import io
 import os
 import shutil
 import tarfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from buildsys.cluster import job, resources, snapshot
+from buildsys.errors import UserError
 from buildsys.plan import Plan
 from buildsys.workspace import Workspace
 from tests.conftest import run_buildsys, write_tree
@@ -104,6 +106,30 @@ def test_damaged_snapshot_is_refused(project, tmp_path):
     snap = snapshot.make(_ws(project, tmp_path / "b").project)
     with pytest.raises(Exception, match="damaged"):
         snapshot.unpack(snap.data + b"x", snap.digest, tmp_path / "w", {})
+
+
+@pytest.mark.parametrize("member", ["../escaped", "/etc/escaped", "link-out"])
+def test_hostile_snapshot_is_refused_and_nothing_lands_outside(tmp_path, member):
+    """A snapshot whose sha256 matches (sent by whoever can submit work) but
+    whose members leave the tree: refused on every Python (Debian 12's 3.11.2
+    has no tarfile filters), nothing written outside, no unpacked dir left."""
+    import hashlib
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(member)
+        if member == "link-out":
+            info.type, info.linkname = tarfile.SYMTYPE, "../../.."
+            tar.addfile(info)
+            info = tarfile.TarInfo("link-out/escaped")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    data = buf.getvalue()
+    under = tmp_path / "a" / "b" / "projects"
+    with pytest.raises(UserError, match="unsafe or damaged"):
+        snapshot.unpack(data, hashlib.sha256(data).hexdigest(), under, {})
+    assert not list(tmp_path.rglob("escaped")) and not Path("/etc/escaped").exists()
+    assert list(under.iterdir()) == []
 
 
 def test_resources():
