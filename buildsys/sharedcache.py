@@ -27,10 +27,16 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import signing
 from .cache import CacheBackend, LocalCache, _HashingWriter, _Unavailable, encode_record, entry_record, open_cache
 from .errors import UserError, Where
+
+if TYPE_CHECKING:  # pragma: no cover
+    # signing needs `cryptography`: imported only where keys are used, so a
+    # build without a shared cache or keys runs where it is not installed
+    # (the cross-host test's Debian 13 root, a minimal host).
+    from . import signing
 
 _PN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 
@@ -160,10 +166,12 @@ def artifact_cache(ws, push: bool | None = None) -> CacheBackend:
     settings say, False never (--no-push), True even when read-only."""
     settings, where, env = ws.project.settings, ws.project.settings_where, ws.environ
     local = open_cache(ws.paths.cache)
-    trust = trusted_keys(settings, where, env)
     spec = env["BUILDSYS_SHARED_CACHE"] if "BUILDSYS_SHARED_CACHE" in env else settings.get("shared_cache")
     if not spec or spec == "none":
+        if settings.get("trusted_keys") or env.get("BUILDSYS_TRUSTED_KEYS"):
+            trusted_keys(settings, where, env)      # checked anyway: a bad key is an error wherever it is
         return local
+    trust = trusted_keys(settings, where, env)
     shared = _open_shared(str(spec), ws.project.root)
     signer = signing_key(ws)
     if signer is not None:
@@ -189,6 +197,8 @@ def _open_shared(spec: str, root: Path) -> CacheBackend:
 
 def trusted_keys(settings, where: dict[str, Where], env) -> signing.Trust:
     """trusted_keys of the project / local.yaml, plus BUILDSYS_TRUSTED_KEYS; bad text is a UserError."""
+    from . import signing
+
     trust = signing.Trust()
     items = settings.get("trusted_keys") or []
     named = where.get("trusted_keys") or Where("buildsys.yaml")
@@ -210,6 +220,8 @@ def trusted_keys(settings, where: dict[str, Where], env) -> signing.Trust:
 
 def signing_key(ws) -> signing.SecretKey | None:
     """This machine's signing key (BUILDSYS_SIGNING_KEY, else local.yaml's signing_key), or None."""
+    from . import signing
+
     env = ws.environ
     if env.get("BUILDSYS_SIGNING_KEY"):
         path = Path(env["BUILDSYS_SIGNING_KEY"]).expanduser()

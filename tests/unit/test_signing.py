@@ -121,3 +121,21 @@ def test_key_show_of_a_public_key_is_one_line_exit_2(tmp_path):
     assert proc.stderr.startswith(f"{tmp_path / 'ci-1.public'}:1:1: ") and len(proc.stderr.splitlines()) == 1
     proc = run_buildsys("key", "new", "no spaces", "--out", tmp_path, check=2)
     assert "bad key name" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_a_build_without_a_shared_cache_needs_neither_cryptography_nor_dask(tiny, tmp_path):
+    """Keys and the cluster are imported only when used: a build with no
+    shared cache runs where `cryptography` and `distributed` are missing
+    (the cross-host test's Debian 13 root has neither)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['cryptography'] = None; sys.modules['distributed'] = None; "
+            "from buildsys.cli import main; rc = main(); "
+            "assert 'cryptography.hazmat' not in sys.modules and 'distributed.client' not in sys.modules; "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "--project", str(tiny), "--build-dir", str(tmp_path / "b"),
+                           "build", "hello"], capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("BUILDSYS_")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "hello:package" in proc.stderr
