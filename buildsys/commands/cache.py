@@ -145,7 +145,7 @@ def upload_downloads(ws: Workspace, targets: list[str], to: str | None) -> int:
     import requests
 
     from .. import buildenv
-    from ..cache import _redacted
+    from ..cache import _redacted, _short
     from ..executor import sources_of
     from ..fetch import fetch_many
     from ..graph import recipe_graph
@@ -184,7 +184,7 @@ def upload_downloads(ws: Workspace, targets: list[str], to: str | None) -> int:
                 f.seek(0)
                 r = session.put(url, data=f, timeout=(5, 120))
         except requests.RequestException as exc:
-            raise UserError(f"uploading {name} to {shown} failed: {_short_error(exc)}", Where("--to")) from None
+            raise UserError(f"uploading {name} to {shown} failed: {_short(exc)}", Where("--to")) from None
         if r.status_code not in (200, 201, 204):
             raise UserError(f"uploading {name} to {shown} failed: HTTP {r.status_code}", Where("--to"),
                             hint="the server must take PUT (WebDAV) from this machine: docs/shared-cache.md")
@@ -193,12 +193,6 @@ def upload_downloads(ws: Workspace, targets: list[str], to: str | None) -> int:
     print(f"{shown}: {sent} file(s) uploaded, {present} already there; "
           f"{len(paths) - len(files)} source(s) left out (git checkouts, layer files)")
     return 0
-
-
-def _short_error(exc: BaseException) -> str:
-    from ..cache import _short
-
-    return _short(exc)
 
 
 def push_artifacts(ws: Workspace, targets: list[str]) -> int:
