@@ -51,6 +51,10 @@ NOT_OUTPUT_SHAPING = (
     # must equal a clean build's; tests compare), and the live tree's digest
     # (only reads and hashes: livesync.py, which copies, is output-shaping).
     "incremental.py", "livetree.py",
+    # Fragment checking after configure, and the Kconfig reader that explains a
+    # dropped symbol: they only compare and report (a fragment's warn/fail
+    # choice is fragment text, hashed as recipe data), like the size budget.
+    "kconfigcheck.py", "kconfigtree.py",
     "configedit.py",   # edits local.yaml for commands; what it writes is read back as input
     # Layers: cloning git-pinned layers, editing layers: lists, writing a new layer (layer
     # files are hashed by content where recipes use them, wherever they come from).

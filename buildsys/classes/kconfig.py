@@ -8,19 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import kconfiglines
 from ..errors import BuildError
 from ..fileio import read_text_beneath
 from .base import File, Files, Str
 from .make import Make, _args
-
-
-def fragment_lines(paths) -> dict[str, str]:
-    """symbol -> wanted line, from fragment files (later files win)."""
-    wanted: dict[str, str] = {}
-    for path in paths:
-        wanted.update(kconfiglines.symbols(Path(path).read_text()))
-    return wanted
 
 
 def read_config(root: Path, rel: str, recipe_name: str) -> str:
@@ -31,17 +22,16 @@ def read_config(root: Path, rel: str, recipe_name: str) -> str:
         raise BuildError(f"{recipe_name}: the configure step wrote no {rel}") from None
 
 
-def check_fragments(config_text: str, fragments, recipe_name: str) -> None:
-    """Every fragment line must be in the final .config (Kconfig drops what it cannot set)."""
-    have = kconfiglines.symbols(config_text)
-    missing = []
-    for symbol, line in fragment_lines(fragments).items():
-        got = have.get(symbol, f"# {symbol} is not set")
-        if got != line and not (line.endswith(" is not set") and symbol not in have):
-            missing.append(f"{line} (got: {got})")
-    if missing:
-        raise BuildError(f"{recipe_name}: {len(missing)} config fragment line(s) did not survive into .config "
-                         "(a dependency is probably off):\n  " + "\n  ".join(missing))
+def check_fragments(ctx, config_text: str, fragments) -> None:
+    """Every fragment line must be in the final .config: Kconfig drops a symbol
+    whose dependencies are off without a word.  kconfigcheck compares, explains
+    each dropped symbol from the source tree's Kconfig files, and fails the
+    step or warns, as the fragment asks.  It only checks, so it is not hashed
+    into the class version (signature.py): its report can improve without
+    rebuilding every kernel."""
+    from .. import kconfigcheck
+
+    kconfigcheck.enforce(ctx, config_text, fragments)
 
 
 class Kconfig(Make):
@@ -70,5 +60,4 @@ class Kconfig(Make):
             lines.append(f"cat {ctx.stage_file(frag.path, f'fragment-{i}.cfg')} >> .config")
         lines.append(f"yes '' | make {_args(r.get('make_args'))} {r.get('olddefconfig')} >/dev/null")
         ctx.sh("\n".join(lines))
-        check_fragments(read_config(Path(ctx.paths.src), ".config", r.pn),
-                        [f.path for f in r.get("config_fragments", [])], r.pn)
+        check_fragments(ctx, read_config(Path(ctx.paths.src), ".config", r.pn), r.get("config_fragments", []))

@@ -5,7 +5,8 @@ merging fragments and running olddefconfig turns on everything the fragments
 make visible (VT, input, ACPI fan/battery...); allnoconfig with the fragments
 as "all config" keeps every other symbol off.  Kconfig still drops a symbol
 whose dependencies are off without a word, so after configuring, every
-fragment line must be in the final .config or the task fails.
+fragment line must be in the final .config or the task fails (or warns, as
+the fragment asks), naming the unmet dependency (buildsys.kconfigcheck).
 
 Builds out of tree (O=/build/obj) so the source tree stays clean, and installs
 the boot image, its .config and the dtbs into /build/dest/boot/.
@@ -93,4 +94,4 @@ class Kernel(BuildClass):
         staged = [ctx.stage_file(f.path, f"fragment-{i}-{Path(f.path).name}") for i, f in enumerate(frags)]
         ctx.sh(self.configure_script(ctx, staged), cwd=SANDBOX_OBJ)
         config = read_config(Path(ctx.paths.obj), ".config", ctx.recipe.pn)
-        check_fragments(config, [f.path for f in frags], ctx.recipe.pn)
+        check_fragments(ctx, config, frags)
