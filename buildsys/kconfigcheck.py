@@ -20,13 +20,31 @@ hashed as recipe data.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import kconfiglines
 from .errors import BuildError, UserError, Where
+
+# `buildsys kconfig check` runs configure to print the report itself: the
+# step then only logs it.  A process-wide switch, because steps run on the
+# scheduler's threads.
+_report_only = False
+
+
+@contextlib.contextmanager
+def report_only() -> Iterator[None]:
+    global _report_only
+    _report_only = True
+    try:
+        yield
+    finally:
+        _report_only = False
+
 
 DIRECTIVE = re.compile(r"#\s*buildsys:\s*on-drop\s*=\s*(\S+)\s*$")
 MODES = ("fail", "warn")
@@ -114,8 +132,9 @@ def explain(dropped: list[Dropped], config_text: str, srctree: Path | None, arch
             d.why = [f"(cannot read the Kconfig tree: {exc})"]
         return
     values = kconfigtree.values_from_config(config_text)
+    asked = {d.wanted.symbol.removeprefix("CONFIG_") for d in dropped}
     for d in dropped:
-        d.why = tree.explain(d.wanted.symbol, d.wanted.line, values)
+        d.why = tree.explain(d.wanted.symbol, d.wanted.line, values, asked)
 
 
 def format_report(recipe_name: str, dropped: list[Dropped]) -> str:
@@ -143,6 +162,8 @@ def enforce(ctx, config_text: str, fragments) -> None:
     pn = ctx.recipe.pn
     report = format_report(pn, dropped)
     ctx.log(f"config fragments: {len(dropped)} line(s) dropped by Kconfig:\n{report}")
+    if _report_only:
+        return
     failing = [d for d in dropped if d.wanted.mode == "fail"]
     warning = [d for d in dropped if d.wanted.mode == "warn"]
     if warning:
