@@ -114,7 +114,11 @@ def test_x86_crun_version_runs_on_the_projects_glibc(built):
     bwrap = shutil.which("bwrap")
     assert bwrap, "buildsys builds in bwrap: it is there wherever this test built anything"
     # The merged packages are the whole root: no host library can stand in.
-    proc = subprocess.run([bwrap, "--ro-bind", str(root), "/", "--proc", "/proc", "--dev", "/dev",
+    # crun makes its state dir (/run/crun) even for --version ("Failed to get
+    # state directory" on a read-only root): the image needs a writable /run.
+    for mountpoint in ("proc", "dev", "run"):
+        (root / mountpoint).mkdir(exist_ok=True)
+    proc = subprocess.run([bwrap, "--ro-bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run",
                            "--unshare-all", "--die-with-parent", "/usr/bin/crun", "--version"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
