@@ -65,6 +65,9 @@ NOT_OUTPUT_SHAPING = (
     # from and who signed its JSON, never its bytes (the key is the same
     # signature, and restored bytes must match the sha256 the build recorded).
     "sharedcache.py", "signing.py",
+    # Update bundles (issue 13): minisign's formats, and the bundle writer that
+    # packs an image's deploy outputs after the build (no artifact depends on them).
+    "minisign.py", "bundle.py",
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _engine_version: str | None = None

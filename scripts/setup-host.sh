@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 PACKAGES="bubblewrap gcc g++ make bc flex bison libelf-dev libssl-dev perl xz-utils bzip2 zstd lz4 patch git
           libncurses-dev python3 python3-venv python3-pip qemu-system-x86 qemu-system-arm ovmf gcc-aarch64-linux-gnu libc6-dev-arm64-cross
           mtools dosfstools squashfs-tools gdisk fdisk device-tree-compiler graphviz
-          gpgv debian-archive-keyring debootstrap util-linux socat nginx"
+          gpgv debian-archive-keyring debootstrap util-linux socat nginx
+          minisign busybox"
 
 missing=""
 for p in $PACKAGES; do
