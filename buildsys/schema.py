@@ -630,6 +630,12 @@ PROJECT_KEYS: dict[str, Setting] = {
                                 "an artifact from the shared cache"),
     # Per machine (a private key's path), local.yaml or BUILDSYS_SIGNING_KEY.
     "signing_key": Str(None, "private key file signing what this machine pushes (local.yaml only)"),
+    # UEFI Secure Boot (secureboot.py, docs/updates.md): images' EFI binaries are
+    # signed for this public certificate (it may be committed); the secret key
+    # is per machine, local.yaml only (or BUILDSYS_SECURE_BOOT_KEY).
+    "secure_boot_cert": Str(None, "X.509 certificate (PEM) whose key signs the images' EFI binaries: the db "
+                                  "entry of the product (`buildsys key new NAME --kind secure-boot`)"),
+    "secure_boot_key": Str(None, "this machine's secret key file of secure_boot_cert (local.yaml only)"),
     "cluster": Str(None, "Dask scheduler address (tcp://HOST:8786): recipes are built on its workers"),
     "build_env": Str("auto", "locked: steps run against the pinned environment of buildenv.lock.json; host: "
                              "against this host's /usr (artifacts only good for this host); auto: locked when "

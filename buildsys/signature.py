@@ -61,6 +61,10 @@ NOT_OUTPUT_SHAPING = (
     "layerconfig.py", "layerrepo.py", "layerscaffold.py",
     # Only the image class uses these: hashed into its version (classes/image.py Image.helpers).
     "image/elf.py", "image/ext4.py", "image/finalize.py",
+    "image/authenticode.py",   # UEFI signatures of the image's EFI binaries (in Image.helpers)
+    # Finds this machine's secure boot key for the certificate an image value holds (the output is
+    # decided by that certificate and authenticode.py), writes the QEMU test variable store at deploy.
+    "secureboot.py",
     # The shared cache stack and artifact signatures: where an archive comes
     # from and who signed its JSON, never its bytes (the key is the same
     # signature, and restored bytes must match the sha256 the build recorded).

@@ -1,0 +1,128 @@
+"""Secure boot settings and the test variable store (buildsys/secureboot.py):
+the certificate reaches images as PEM text, the secret key only through
+key_for() and only on a machine that names it in local.yaml; the VARS file
+has the certificate enrolled as PK, KEK and db with Secure Boot on, read back
+with virt-fw-vars."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from buildsys import secureboot
+from buildsys.errors import UserError, Where
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sb")
+    key, cert = secureboot.new_key("product-db")
+    (d / "product.sb.key").write_bytes(key)
+    (d / "product.sb.crt").write_bytes(cert)
+    return d, key, cert
+
+
+def project(root: Path, settings: dict, where: dict | None = None, environ=None):
+    where = where if where is not None else {k: Where(str(root / "local.yaml"), 3, 1) for k in settings}
+    return SimpleNamespace(root=root, settings=settings, settings_where=where, environ=environ or {})
+
+
+def test_new_key_is_rsa_2048_with_a_self_signed_ca_certificate(pair):
+    _, key, cert = pair
+    c = x509.load_pem_x509_certificate(cert)
+    k = serialization.load_pem_private_key(key, None)
+    assert k.key_size == 2048
+    assert c.subject == c.issuer and c.subject.rfc4514_string() == "CN=product-db"
+    assert c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    c.verify_directly_issued_by(c)
+    assert c.not_valid_after_utc.year == 9999
+
+
+def test_the_variable_is_the_certificate_and_the_key_is_found_for_it(pair):
+    d, key, cert = pair
+    p = project(d, {"secure_boot_cert": "product.sb.crt", "secure_boot_key": str(d / "product.sb.key")},
+                {"secure_boot_cert": Where(str(d / "buildsys.yaml"), 5, 1),
+                 "secure_boot_key": Where(str(d / "local.yaml"), 2, 1)})
+    pem = secureboot.project_cert(p)
+    assert pem == cert.decode()
+    assert secureboot.key_for(pem) == key
+    assert secureboot.project_cert(project(d, {})) == ""
+
+
+def test_the_secret_key_is_refused_outside_local_yaml(pair):
+    d, _, _ = pair
+    p = project(d, {"secure_boot_cert": "product.sb.crt", "secure_boot_key": "product.sb.key"},
+                {"secure_boot_key": Where(str(d / "buildsys.yaml"), 7, 1)})
+    with pytest.raises(UserError, match="belongs in local.yaml") as e:
+        secureboot.project_cert(p)
+    assert e.value.where == Where(str(d / "buildsys.yaml"), 7, 1)
+
+
+def test_no_key_or_the_wrong_key_is_a_one_line_error(pair, tmp_path):
+    d, _, _ = pair
+    key2, cert2 = secureboot.new_key("nobody-has-its-key")
+    with pytest.raises(UserError, match="no key for it") as e:
+        secureboot.key_for(cert2.decode())
+    assert "secure_boot_key" in str(e.value) and "\n" not in str(e.value)
+    # a key file that belongs to another certificate
+    (tmp_path / "c.crt").write_bytes(cert2)
+    p = project(tmp_path, {"secure_boot_cert": "c.crt", "secure_boot_key": str(d / "product.sb.key")})
+    with pytest.raises(UserError, match="is not the key of secure_boot_cert"):
+        secureboot.key_for(secureboot.project_cert(p))
+    # the env var wins over local.yaml
+    (tmp_path / "k2").write_bytes(key2)
+    p = project(tmp_path, {"secure_boot_cert": "c.crt", "secure_boot_key": str(d / "product.sb.key")},
+                environ={"BUILDSYS_SECURE_BOOT_KEY": str(tmp_path / "k2")})
+    assert secureboot.key_for(secureboot.project_cert(p)) == key2
+
+
+def test_a_cert_setting_naming_a_key_file_is_a_user_error(pair):
+    d, _, _ = pair
+    with pytest.raises(UserError, match="not an X.509 certificate"):
+        secureboot.project_cert(project(d, {"secure_boot_cert": "product.sb.key"}))
+    with pytest.raises(UserError, match="cannot read secure_boot_cert"):
+        secureboot.project_cert(project(d, {"secure_boot_cert": "missing.crt"}))
+
+
+def print_vars(path: Path) -> str:
+    return subprocess.run([sys.executable, "-c", "import sys; from virt.firmware.vars import main; sys.exit(main())",
+                           "-i", str(path), "-p", "-v"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(not secureboot.OVMF_VARS["x86_64"].is_file(), reason="needs ovmf (scripts/setup-host.sh)")
+def test_vars_file_enrolls_the_certificate_and_turns_secure_boot_on(pair, tmp_path):
+    _, _, cert = pair
+    out = tmp_path / "a.fd"
+    secureboot.write_vars(cert.decode(), out)
+    assert out.stat().st_size == secureboot.OVMF_VARS["x86_64"].stat().st_size
+    blocks = {b.split()[0]: b for b in print_vars(out).split("name=")[1:]}
+    assert "bool: ON" in blocks["SecureBootEnable"]
+    for var in ("PK", "KEK", "db"):
+        assert "type=guid:EfiCertX509 count=1" in blocks[var] and "subject CN=product-db" in blocks[var], blocks
+    # the template has none of it
+    assert "CN=product-db" not in print_vars(secureboot.OVMF_VARS["x86_64"])
+    again = tmp_path / "b.fd"
+    secureboot.write_vars(cert.decode(), again)
+    assert again.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.skipif(not secureboot.OVMF_VARS["x86_64"].is_file(), reason="needs ovmf (scripts/setup-host.sh)")
+def test_deploy_writes_the_vars_file_once_per_certificate(pair, tmp_path):
+    _, _, cert = pair
+    board = SimpleNamespace(name="x86-virtio", arch="x86_64")
+    recipe = SimpleNamespace(name="image-base-ab", get=lambda k: cert.decode() if k == "secure_boot_cert" else None)
+    out = secureboot.deploy_vars(recipe, board, tmp_path)
+    assert out == tmp_path / "image-base-ab-x86-virtio.secboot-vars.fd"
+    record = json.loads((tmp_path / "image-base-ab-x86-virtio.secboot-vars.json").read_text())
+    assert record["cert_sha256"] == secureboot.cert_sha256(cert) and record["enrolled"] == ["PK", "KEK", "db"]
+    stamp = out.stat().st_mtime_ns
+    secureboot.deploy_vars(recipe, board, tmp_path)
+    assert out.stat().st_mtime_ns == stamp          # same certificate: not rewritten
+    unsigned = SimpleNamespace(name="image-minimal", get=lambda k: "")
+    assert secureboot.deploy_vars(unsigned, board, tmp_path) is None
+    arm = SimpleNamespace(name="qemu-arm64", arch="aarch64")
+    assert secureboot.deploy_vars(recipe, arm, tmp_path) is None
