@@ -11,8 +11,8 @@ and qemu-arm64 together with the C library:
   the recipe's version and +CAP +SECCOMP +EBPF: the project's glibc loads it.
 
 Warm cache (BUILDSYS_TEST_CACHE_DIR holding crun, libseccomp, libcap, libc):
-a few seconds per board.  Cold: about 1 min (x86) and 1.5 min (arm64) on two
-cores, crun's configure and compile being most of it.
+about 12 s for both boards.  Cold: 1 to 2.5 min per board on two shared
+cores, crun's configure (15-30 s) and compile (20-100 s) being most of it.
 """
 import json
 import os
