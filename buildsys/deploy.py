@@ -105,6 +105,12 @@ def deploy(session, recipe) -> Path | None:
               "(`buildsys source RECIPE --reset` goes back to the recipe's)", file=sys.stderr)
     for name, info in sorted(files.items()):
         print(f"  {name:<40} {_human(info['size']):>10}  sha256 {info['sha256'][:16]}", file=sys.stderr)
+    # Signed for secure boot: QEMU's variable store with its certificate enrolled (secureboot.py).
+    from .secureboot import deploy_vars
+    vars_file = deploy_vars(recipe, session.board, out)
+    if vars_file is not None:
+        print(f"  {vars_file.name:<40} OVMF variables: PK, KEK, db = {recipe.name}'s secure_boot_cert, "
+              "Secure Boot on", file=sys.stderr)
     # The SPDX document, and the rootfs file list in the manifest (docs/compliance.md).
     from .sbom import deploy_sbom
     deploy_sbom(session, recipe, out)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import buildsys
 
-from . import sshkeys
+from . import secureboot, sshkeys
 
 
 def _tree_stats(root: Path, out: list) -> None:
@@ -42,7 +42,8 @@ def _file_stat(path, out: list) -> None:
 
 def inputs_key(project, board_name: str, targets: list[str], cross_prefixes=("",)) -> str:
     environ = project.environ
-    lines = [board_name, "\0".join(targets), environ.get("BUILDSYS_LAYERS", ""), sshkeys.inputs_state(environ)]
+    lines = [board_name, "\0".join(targets), environ.get("BUILDSYS_LAYERS", ""), sshkeys.inputs_state(environ),
+             secureboot.inputs_state(project)]
     for path in project.input_files[:1]:
         lines.append(str(path))
     _tree_stats(Path(buildsys.__file__).parent, lines)

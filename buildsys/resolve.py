@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from . import classes, livetree, schema, sshkeys, yamlio
+from . import classes, livetree, schema, secureboot, sshkeys, yamlio
 from .classes.base import SANDBOX_DEST, SANDBOX_NATIVE, SANDBOX_OBJ, SANDBOX_SRC, SANDBOX_SYSROOT, BuildClass
 from .errors import UserError, Where
 from .expand import expand_value
@@ -285,6 +285,7 @@ class Resolver:
         native = recipe.variant == "native"
         board_vars = self._board_vars.get(recipe.variant)
         if board_vars is None:  # the same for every recipe of this variant
+            from .minisign import keys_variable
             board_vars = self._board_vars[recipe.variant] = {
                 "arch": HOST_ARCH if native else self.board.arch,
                 "board": "native" if native else self.board.name,
@@ -298,6 +299,14 @@ class Resolver:
                 # The developer's SSH public keys, one per line (sshkeys.py):
                 # a recipe naming them has them in its signature.
                 "ssh_authorized_keys": "\n".join(sshkeys.project_keys(self.project.settings, self.project.environ)),
+                # The product's update keys, KEYID:BASE64 each (minisign.py): the
+                # update-client recipe installs them, so a new key rebuilds it.
+                "update_keys": keys_variable(self.project.root, self.project.settings,
+                                             self.project.settings_where),
+                # The secure boot db certificate as PEM text ("" without one): an
+                # image's value, so its signature covers the certificate, never
+                # the secret key (secureboot.py finds that at signing time).
+                "secure_boot_cert": secureboot.project_cert(self.project),
             }
         return {"name": recipe.name, "pn": recipe.pn, "version": recipe.version, **board_vars}
 

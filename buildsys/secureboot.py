@@ -259,3 +259,17 @@ def qemu_args(board_arch: str, vars_file: Path) -> list[str]:
     return ["-M", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECBOOT[board_arch]}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
+
+
+def inputs_state(project) -> str:
+    """What the no-op fast path (plancache) must notice: the certificate file
+    and the key's env var (local.yaml and buildsys.yaml are stat'ed there)."""
+    value = project.settings.get(SETTING_CERT)
+    if not value:
+        return ""
+    path = _project_path(project.root, str(value))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{path}\0missing"
+    return f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{project.environ.get(KEY_ENV, '')}"

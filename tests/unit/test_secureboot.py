@@ -126,3 +126,32 @@ def test_deploy_writes_the_vars_file_once_per_certificate(pair, tmp_path):
     assert secureboot.deploy_vars(unsigned, board, tmp_path) is None
     arm = SimpleNamespace(name="qemu-arm64", arch="aarch64")
     assert secureboot.deploy_vars(recipe, arm, tmp_path) is None
+
+
+def test_the_certificate_reaches_recipes_as_a_variable_and_changes_the_plan_key(pair, tmp_path):
+    """${secure_boot_cert} expands to the PEM in a recipe value (so in its
+    signature); the key's path appears in no value; editing the certificate
+    file is noticed by the no-op fast path."""
+    from buildsys import plancache
+    from buildsys.layers import load_project
+    from buildsys.resolve import Resolver, load_board
+    from conftest import write_tree
+
+    d, key, cert = pair
+    root = write_tree(tmp_path / "p", {
+        "buildsys.yaml": "format: 1\nsecure_boot_cert: db.crt\n",
+        "local.yaml": f"format: 1\nsecure_boot_key: {d / 'product.sb.key'}\n",
+        "board-configs/x86.yaml": "format: 1\nname: x86\narch: x86_64\n",
+        "recipes/tc.yaml": "format: 1\nname: tc\nclass: toolchain\nprovides: [virtual/toolchain]\n",
+        "recipes/app.yaml": "format: 1\nname: app\nversion: '1'\nclass: script\nenv: {CERT: '${secure_boot_cert}'}\n",
+    })
+    (root / "db.crt").write_bytes(cert)
+    project = load_project(root, environ={})
+    recipe = Resolver(project, load_board(project, "x86")).recipe("app")
+    assert recipe.get("env")["CERT"] == cert.decode()
+    assert "product.sb.key" not in repr(recipe.values)
+    assert secureboot.key_for(recipe.get("env")["CERT"]) == key
+    before = plancache.inputs_key(project, "x86", ["app"])
+    _, other_cert = secureboot.new_key("rotated")
+    (root / "db.crt").write_bytes(other_cert)
+    assert plancache.inputs_key(project, "x86", ["app"]) != before
