@@ -34,6 +34,9 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError, Where
 
 SIGALG = b"Ed"
 SIGALG_HASHED = b"ED"
@@ -223,3 +226,48 @@ class Signature:
             raise FormatError(f"signature: the third line must start with '{TRUSTED_PREFIX}'")
         return cls(data[:2], data[2:10], data[10:], lines[2][len(TRUSTED_PREFIX):],
                    _unb64(lines[3], 64, "global signature"))
+
+
+def _read_key_file(path: Path, where: Where) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(16384)
+        return data.decode("utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read the key file {path}: {exc.strerror}", where) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a minisign key file (not text)", where) from None
+
+
+def load_public(path: Path, where: Where) -> PublicKey:
+    try:
+        return PublicKey.parse(_read_key_file(path, where))
+    except FormatError as exc:
+        raise UserError(f"{path}: not a minisign public key: {exc}", where,
+                        hint="a .pub file from `buildsys key new NAME --kind update` or `minisign -G`") from None
+
+
+def load_secret(path: Path, where: Where) -> SecretKey:
+    try:
+        return SecretKey.parse(_read_key_file(path, where))
+    except FormatError as exc:
+        raise UserError(f"{path}: not a usable minisign secret key: {exc}", where,
+                        hint="a .key file from `buildsys key new NAME --kind update`") from None
+
+
+def project_keys(root: Path, settings: dict, settings_where: dict) -> list[tuple[Path, PublicKey]]:
+    """The project's ``update_keys``: (file, key) each, files relative to the project root."""
+    where = settings_where.get("update_keys") or Where(str(root / "buildsys.yaml"))
+    out = []
+    for item in settings.get("update_keys") or []:
+        path = Path(os.path.expanduser(str(item)))
+        out.append((path, load_public(path if path.is_absolute() else root / path, where)))
+    return out
+
+
+def keys_variable(root: Path, settings: dict, settings_where: dict) -> str:
+    """``${update_keys}`` for recipes: ``KEYID:BASE64`` per key, space separated
+    (shell-safe: hex and base64 characters only), so that the update-client
+    recipe installs /etc/update/keys/KEYID.pub and a new key rebuilds it."""
+    return " ".join(f"{key_id_hex(k.key_id)}:{k.line()}" for _, k in project_keys(root, settings, settings_where))

@@ -646,6 +646,12 @@ PROJECT_KEYS: dict[str, Setting] = {
     # Per machine, local.yaml only (`buildsys source RECIPE --local DIR`): a
     # working tree replaces the recipe's sources (devtool modify/externalsrc).
     "live_sources": StrMap({}, "recipe: working tree it builds from instead of its sources (local.yaml only)"),
+    # Update bundles (docs/updates.md): the product's public keys go into the
+    # images (/etc/update/keys, by the update-client recipe); the secret key
+    # signing bundles is per machine.
+    "update_keys": StrList([], "minisign public key files (from `buildsys key new --kind update`), relative to "
+                               "the project: an image's updater installs bundles signed by one of them"),
+    "update_signing_key": Str(None, "minisign secret key file signing `buildsys bundle` (local.yaml only)"),
     # Incremental rebuilds keep a recipe's object dir when only what its build
     # system tracks changed (a kernel fragment, a live-source file).
     "incremental": Bool(True, "reuse the previous object dir of a recipe when only tracked inputs changed"),

@@ -11,7 +11,7 @@ from .base import COMMANDS, Command, board_option
 
 # isort: off
 # Registered, and listed by `buildsys --help`, in this order.
-from . import layers, layer, recipes, recipe, show, graph, fetch, build, clean, run, test, menuconfig, kconfig, devshell, cache, lock, reproduce, diff, legal_info, size, source, key, worker  # noqa: E402,F401,E501
+from . import layers, layer, recipes, recipe, show, graph, fetch, build, clean, run, test, menuconfig, kconfig, devshell, cache, lock, reproduce, diff, legal_info, size, source, key, bundle, worker  # noqa: E402,F401,E501
 # isort: on
 
 __all__ = ["COMMANDS", "Command", "board_option"]
