@@ -3,7 +3,8 @@ buildsys signs with, kept outside the project (default ~/.config/buildsys/keys).
 
 Kinds: ``cache`` (the default), the ed25519 keys that sign shared-cache
 artifacts (signing.py, docs/shared-cache.md); ``update``, a product's
-update-bundle key in minisign's formats (minisign.py, docs/updates.md).
+update-bundle key in minisign's formats (minisign.py, docs/updates.md);
+``secure-boot``, the product's UEFI db key and certificate (secureboot.py).
 Each kind is a function below that makes the files and prints what to put
 where; ``KINDS`` maps the --kind value to it."""
 from __future__ import annotations
@@ -105,8 +106,30 @@ def new_update_key(name: str, out: Path) -> None:
     print(f"update_signing_key: {secret}")
 
 
+def new_secure_boot_key(name: str, out: Path) -> None:
+    """The product's UEFI Secure Boot key: RSA-2048 (NAME.sb.key, 0600) and a
+    self-signed X.509 certificate (NAME.sb.crt) that can be enrolled as PK,
+    KEK and db; images' EFI binaries are signed with it (secureboot.py)."""
+    from .. import secureboot
+
+    if not name or "/" in name or name.startswith(".") or any(c.isspace() for c in name):
+        raise UserError(f"'{name}' is not a usable key name", Where("command line"),
+                        hint="letters, digits, '-', '_', '.', '@'; no '/', no spaces")
+    secret, public = out / f"{name}{secureboot.KEY_SUFFIX}", out / f"{name}{secureboot.CERT_SUFFIX}"
+    _refuse_existing((secret, public))
+    key_pem, cert_pem = secureboot.new_key(name)
+    _write_pair(out, secret, key_pem.decode(), public, cert_pem.decode())
+    print(f"secret key: {secret} (mode 0600: keep it on the machine that builds signed images, never commit it)")
+    print(f"certificate: {public} (CN={name}, sha256 {secureboot.cert_sha256(cert_pem)})")
+    print()
+    print("# copy the certificate into the project (e.g. keys/) and name it in buildsys.yaml:")
+    print(f"secure_boot_cert: keys/{public.name}")
+    print("# in local.yaml of the machine that builds signed images:")
+    print(f"secure_boot_key: {secret}")
+
+
 # --kind value -> the function making NAME's files in a directory.
-KINDS = {"cache": new_cache_key, "update": new_update_key}
+KINDS = {"cache": new_cache_key, "update": new_update_key, "secure-boot": new_secure_boot_key}
 
 
 def show(path: Path) -> str:
@@ -140,7 +163,8 @@ class Key(Command):
         new.add_argument("--kind", choices=sorted(KINDS), default="cache",
                          help="cache: ed25519 key signing shared-cache artifacts, NAME.secret/NAME.public "
                               "(default); update: ed25519 key signing update bundles in minisign's format, "
-                              "NAME.key/NAME.pub")
+                              "NAME.key/NAME.pub; secure-boot: RSA-2048 key and self-signed X.509 certificate "
+                              "for UEFI Secure Boot (PK, KEK, db), NAME.sb.key/NAME.sb.crt")
         new.add_argument("--out", type=Path, metavar="DIR",
                          help=f"where to write the files (default {default_dir()})")
         show = sub.add_parser("show", help="print the public part of a secret key file",

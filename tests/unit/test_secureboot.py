@@ -155,3 +155,23 @@ def test_the_certificate_reaches_recipes_as_a_variable_and_changes_the_plan_key(
     _, other_cert = secureboot.new_key("rotated")
     (root / "db.crt").write_bytes(other_cert)
     assert plancache.inputs_key(project, "x86", ["app"]) != before
+
+
+def test_key_new_secure_boot_writes_a_0600_key_and_its_certificate(tmp_path):
+    import os
+    import stat
+
+    from conftest import run_buildsys
+
+    out = tmp_path / "keys"
+    r = run_buildsys("key", "new", "acme-db", "--kind", "secure-boot", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    key, crt = out / "acme-db.sb.key", out / "acme-db.sb.crt"
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600 and stat.S_IMODE(os.stat(crt).st_mode) == 0o644
+    assert f"secure_boot_cert: keys/{crt.name}" in r.stdout and f"secure_boot_key: {key}" in r.stdout
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=acme-db"
+    assert serialization.load_pem_private_key(key.read_bytes(), None).public_key().public_numbers() == \
+        cert.public_key().public_numbers()
+    again = run_buildsys("key", "new", "acme-db", "--kind", "secure-boot", "--out", str(out))
+    assert again.returncode == 2 and "never overwritten" in again.stderr
