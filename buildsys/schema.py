@@ -673,12 +673,22 @@ PARTITION_KEYS: dict[str, Setting] = {
     "size": Size(0, "minimum size"),
     "label": Str(doc="filesystem label (default: the name)"),
     "bootable": Bool(False, "MBR active flag"),
+    # A/B layouts (disk_ab): which slot a partition belongs to; none = shared.
+    "slot": Str(None, "disk_ab only: the slot (a or b) this partition belongs to; none: shared by both",
+                choices=("a", "b")),
 }
 DISK_KEYS: dict[str, Setting] = {
     "table": Str("gpt", choices=("gpt", "mbr")),
     "align": Size(4096, "partition start and size boundary"),
     "power_of_two": Bool(False, "pad the disk to a power of two"),
     "partitions": ListOf(Struct(PARTITION_KEYS, required=("name",), name="partition")),
+}
+# A board's A/B layout (image recipes with ab_slots; docs/updates.md): the
+# disk keys, plus the updater backend that switches slots on this board.
+DISK_AB_KEYS: dict[str, Setting] = {
+    **DISK_KEYS,
+    "backend": Str(None, "the updater's slot-switching backend on this board (/usr/lib/update/backend-NAME.sh): "
+                         "rpi (tryboot), jetson (nvbootctrl)"),
 }
 QEMU_KEYS: dict[str, Setting] = {
     "binary": Str(doc="qemu-system-..."),
@@ -703,6 +713,7 @@ BOARD_KEYS: dict[str, Setting] = {
     "default_image": Str(),
     "console": Str("ttyS0"),
     "disk": Struct(DISK_KEYS, {}, name="disk"),
+    "disk_ab": Struct(DISK_AB_KEYS, None, name="disk_ab"),
     "qemu": Struct(QEMU_KEYS, None, required=("binary",), name="qemu"),
     "kernel": Any({}),
     "boot": Struct(BOOT_KEYS, {}, name="boot"),
