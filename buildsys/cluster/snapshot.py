@@ -36,7 +36,7 @@ from ..layers import LOCAL_FILE, PROJECT_FILE
 
 # Settings that say something about the client machine, not about what to
 # build: a worker has its own (or none).
-PER_MACHINE = ("signing_key", "cache", "live_sources", "cluster", "layer_cache", "layers")
+PER_MACHINE = ("signing_key", "secure_boot_key", "cache", "live_sources", "cluster", "layer_cache", "layers")
 # Never part of a project's inputs: VCS data, build output, caches.
 _SKIP_NAMES = {"__pycache__"}
 _SKIP_SUFFIXES = (".egg-info", ".pyc")
