@@ -29,7 +29,10 @@ PARTS = {"vda1": "esp_a", "vda2": "root_a", "vda3": "esp_b", "vda4": "root_b", "
 PART_BYTES = 64 * 1024
 EPOCH = 315532800
 
-pytestmark = pytest.mark.skipif(shutil.which("busybox") is None or shutil.which("minisign") is None,
+# The host's busybox (Debian's), or the device's own build of busybox-base
+# (it runs on an x86_64 host: BUILDSYS_TEST_BUSYBOX=<package dir>/bin/busybox).
+BUSYBOX = os.environ.get("BUILDSYS_TEST_BUSYBOX") or shutil.which("busybox")
+pytestmark = pytest.mark.skipif(BUSYBOX is None or shutil.which("minisign") is None,
                                 reason="needs busybox and minisign (apt)")
 
 
@@ -41,7 +44,7 @@ def device_applets() -> list[str]:
             m = re.match(r"^(?:# )?CONFIG_([A-Z0-9_]+)(=y| is not set)", line)
             if m:
                 enabled[m.group(1)] = m.group(2) == "=y"
-    host = subprocess.run(["busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
+    host = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
     return [a for a in host if enabled.get(a.upper().replace("-", "_"))]
 
 
@@ -85,7 +88,7 @@ class Device:
         self.bin = tmp / "bin"
         self.bin.mkdir()
         for applet in device_applets():
-            (self.bin / applet).symlink_to(shutil.which("busybox"))
+            (self.bin / applet).symlink_to(BUSYBOX)
         (self.bin / "minisign").symlink_to(shutil.which("minisign"))
         self.script = tmp / "update"
         shutil.copy(FILES / "update", self.script)
@@ -112,7 +115,7 @@ class Device:
 
     def run(self, *args: str, check: bool | None = True) -> subprocess.CompletedProcess:
         env = {"PATH": str(self.bin), "UPDATE_ROOT": str(self.root), "UPDATE_REBOOT": "echo REBOOT"}
-        out = subprocess.run([shutil.which("busybox") or "busybox", "sh", str(self.script), *args],
+        out = subprocess.run([BUSYBOX, "sh", str(self.script), *args],
                              capture_output=True, text=True, env=env, timeout=60)
         if check is True:
             assert out.returncode == 0, out.stdout + out.stderr
