@@ -63,10 +63,10 @@ CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
     "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
 )
-# The namespaces the issue asks for.  Not "cgroup" by default: without it
-# crun bind-mounts the container's own cgroup directory on /sys/fs/cgroup,
-# which shows the container the same files, and the kernel needs no CGROUP_NS.
-NAMESPACES = ("pid", "mount", "uts", "ipc", "network")
+# The namespaces the issue asks for, and cgroup (podman's default on cgroup
+# v2): the container's /sys/fs/cgroup is then its own cgroup, not the
+# device's whole tree.  (Linux has no option for it: it comes with CGROUPS.)
+NAMESPACES = ("pid", "mount", "uts", "ipc", "network", "cgroup")
 NAMESPACE_TYPES = ("pid", "mount", "uts", "ipc", "network", "cgroup", "user", "time")
 # The runtime-spec's default filesystems (config-linux.md), as podman mounts
 # them, plus a private /tmp and /run: the root is read-only.  No /dev/mqueue:

@@ -36,7 +36,7 @@ def test_config_json_of_oci_hello(resolver):
     assert config["process"]["noNewPrivileges"] is True
     assert "CAP_SYS_ADMIN" not in config["process"]["capabilities"]["bounding"]
     linux = config["linux"]
-    assert [n["type"] for n in linux["namespaces"]] == ["pid", "mount", "uts", "ipc", "network"]
+    assert [n["type"] for n in linux["namespaces"]] == ["pid", "mount", "uts", "ipc", "network", "cgroup"]
     assert linux["cgroupsPath"] == "/containers/hello"
     assert linux["resources"] == {"memory": {"limit": 32 * 1024 * 1024}, "pids": {"limit": 64}}
     assert "/proc/kcore" in linux["maskedPaths"] and "/proc/sys" in linux["readonlyPaths"]
