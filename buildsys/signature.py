@@ -62,6 +62,8 @@ NOT_OUTPUT_SHAPING = (
     # Only the image class uses these: hashed into its version (classes/image.py Image.helpers).
     "image/elf.py", "image/ext4.py", "image/finalize.py",
     "image/authenticode.py",   # UEFI signatures of the image's EFI binaries (in Image.helpers)
+    # A/B images (issue 13): the slot layout and boot entries, dm-verity, the UKI writer (in Image.helpers).
+    "image/abslots.py", "image/verity.py", "image/uki.py",
     # Finds this machine's secure boot key for the certificate an image value holds (the output is
     # decided by that certificate and authenticode.py), writes the QEMU test variable store at deploy.
     "secureboot.py",

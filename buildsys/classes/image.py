@@ -46,15 +46,16 @@ from pathlib import Path
 
 from .. import rootfs, size
 from ..errors import BuildError, UserError
-from ..fileio import copy_beneath, read_text_beneath, write_beneath
-from ..image import disk, elf, ext4, finalize, gpt, mbr, squashfs, vfat
-from ..schema import Size
+from ..fileio import copy_beneath, read_beneath, read_text_beneath, sha256_file, write_beneath
+from ..image import abslots, disk, elf, ext4, finalize, gpt, mbr, squashfs, uki, verity, vfat
+from ..schema import Size, Struct
 from . import libc as libc_class
 from .base import SANDBOX_OBJ, SANDBOX_STAGE, Bool, BuildClass, Int, Str, StrList
 
 DEFAULT_BOOT_RECIPES = ["virtual/kernel"]
 KERNEL = "virtual/kernel"
 DATA_PARTITION = "data"       # its name, label and (GPT) the seed of its PARTUUID
+UKI_STUB_RECIPE = "systemd-boot-stub"     # installs usr/lib/systemd/boot/efi/<uki.STUBS[arch]>
 
 
 def _plain(value):
@@ -86,6 +87,11 @@ class Image(BuildClass):
                                      "(e.g. 8M), made reproducibly at build time; none by default"),
         "size_budget": Size(None, "fail the build when the disk image (.img) is larger (bytes, or e.g. 2M, "
                                   "512KiB); the error lists the largest contributors"),
+        "ab_slots": Struct({"root_size": Size(None, "each slot's root partition (squashfs + dm-verity)"),
+                            "esp_size": Size(abslots.DEFAULT_ESP_SIZE, "each slot's boot (vfat) partition")},
+                           None, "an A/B image (docs/updates.md): two slots of fixed size, slot a filled, slot b "
+                           "empty; the root is dm-verity protected, on UEFI booted from a unified kernel image",
+                           name="ab_slots"),
     }
 
     @staticmethod
@@ -97,7 +103,7 @@ class Image(BuildClass):
 
     # Modules only this class uses, hashed into its version (BuildClass.version
     # covers the class's own module): editing them rebuilds images, not kernels.
-    helpers = (elf, ext4, finalize)
+    helpers = (elf, ext4, finalize, abslots, uki, verity)
 
     @classmethod
     def version(cls) -> str:
@@ -109,8 +115,14 @@ class Image(BuildClass):
     def build_depends(self, recipe, board=None):
         if board is None:
             return [self.boot_recipe(recipe, n) for n in DEFAULT_BOOT_RECIPES]
-        _, _, parts = disk.parse_layout(board.get("disk"), board.name)
         names = []
+        if recipe is not None and recipe.get("ab_slots"):
+            lay = abslots.layout(recipe, board)
+            parts = lay.specs
+            if lay.kernel_file:     # UEFI: the UKI = the stub + the kernel the board's ESP would carry
+                names = [self.boot_recipe(recipe, lay.kernel_file.split(":", 1)[0]), UKI_STUB_RECIPE]
+        else:
+            _, _, parts = disk.parse_layout(board.get("disk"), board.name)
         for p in parts:
             for src in p.files.values():
                 name = self.boot_recipe(recipe, src.split(":", 1)[0])
@@ -143,15 +155,21 @@ class Image(BuildClass):
 
     def signature_extra(self, recipe, board, env=None):
         # The disk layout and console are board settings the output depends on.
-        return {"board": board.name, "arch": board.arch, "disk": _plain(board.get("disk")),
-                "console": board.get("console"), "boot": _plain(board.get("boot"))}
+        extra = {"board": board.name, "arch": board.arch, "disk": _plain(board.get("disk")),
+                 "console": board.get("console"), "boot": _plain(board.get("boot"))}
+        if recipe is not None and recipe.get("ab_slots"):
+            extra["disk_ab"] = _plain(board.get("disk_ab"))
+        return extra
 
     def run(self, task, ctx):
         steps = ctx.recipe.get("steps") or {}
         if task in steps:
             return super().run(task, ctx)
         if task == "install":
-            self.install(ctx)
+            if ctx.recipe.get("ab_slots"):
+                self.install_ab(ctx)
+            else:
+                self.install(ctx)
 
     # --- the steps ------------------------------------------------------------------
     def install(self, ctx) -> None:
@@ -223,6 +241,181 @@ class Image(BuildClass):
         for item in sorted(out.iterdir()):
             os.replace(item, dest / item.name)
 
+    def install_ab(self, ctx) -> None:
+        """An A/B image (``ab_slots``; image/abslots.py, docs/updates.md): slot a
+        filled, slot b zeros, the data partition shared.  Besides the .img and
+        .squashfs, the deploy outputs are what an update bundle carries:
+        <stem>.esp.vfat (slot a's boot partition), <stem>.root.img (squashfs +
+        dm-verity) and <stem>.slot.json describing them."""
+        r, board = ctx.recipe, ctx.board
+        ab_where = r.where("ab_slots") if hasattr(r, "where") else None
+        sde = int(ctx.env["SOURCE_DATE_EPOCH"])
+        stage, obj = Path(ctx.paths.stage), Path(ctx.paths.obj)
+        out = stage / "out"
+        stem = f"{r.name}-{board.name}"
+        for sub in ("rootfs", "boot-files", "out", "parts"):
+            if (stage / sub).exists():
+                shutil.rmtree(stage / sub)
+        out.mkdir(parents=True)
+        (stage / "parts").mkdir()
+        lay = abslots.layout(r, board)
+        if lay.table != "gpt":
+            raise UserError(f"board {board.name}'s A/B layout is {lay.table}; A/B images need GPT "
+                            "(partition names find the slots)", ab_where)
+        root_size, esp_size = abslots.sizes(r)
+        compatible, version = f"{board.name}/{r.name}", str(r.get("version") or "0")
+
+        # Every partition's place is known before anything is built (fixed slot
+        # sizes); only shared vfat partitions (a board's own disk_ab) may grow
+        # with their files, and the boot entries are only needed on UEFI, where
+        # the derived layout has none.
+        def plan(sizes):
+            gsizes = [(s.name, gpt.type_guid(s.type, board.arch), gpt.partition_guid(board.name, s.name),
+                       sizes.get(s.name, s.min_size)) for s in lay.specs]
+            return gpt.plan(gsizes, lay.align)
+
+        extra = {"/usr/share/update/layout": abslots.layout_text(lay, compatible, version).encode()}
+        if lay.backend == "efi":
+            planned, _ = plan({})
+            for which, data in abslots.boot_vars(board.name, lay, planned).items():
+                extra[f"/usr/share/update/boot-{which}.var"] = data
+        squash, contents_record = self.make_rootfs(ctx, stage, obj, sde, extra)
+        shutil.copyfile(squash, out / f"{stem}.squashfs")
+        (out / size.rootfs_record_name(stem)).write_text(json.dumps(contents_record, indent=1, sort_keys=True)
+                                                         + "\n")
+
+        # The root: squashfs, padded, then the verity superblock and hash tree.
+        root_img = stage / "parts" / "root.img"
+        shutil.copyfile(squash, root_img)
+        v = verity.append(root_img, verity.salt_for(r.name, board.name, "verity"))
+        if v.size > root_size:
+            raise UserError(f"the root filesystem does not fit its slot: {v.size} bytes (squashfs "
+                            f"{os.path.getsize(squash)} + dm-verity {v.size - v.data_blocks * verity.BLOCK}) > "
+                            f"root_size {root_size}", ab_where,
+                            hint="raise ab_slots: root_size (devices in the field have the old size: a bigger "
+                                 "slot needs a new factory image), or make the rootfs smaller")
+        root_a = str(gpt.partition_guid(board.name, lay.root["a"]))
+        cmdline = abslots.cmdline(board, root_a, v, "a")
+        ctx.log(f"slot a: root {lay.root['a']} = squashfs {os.path.getsize(squash)} bytes + dm-verity, "
+                f"{v.data_blocks} data blocks, root hash {v.root_hash}; cmdline: {cmdline}")
+
+        uki_files: dict[str, Path] = {}
+        if lay.uki_path:
+            uki_files[lay.uki_path] = self.make_uki(ctx, lay, stage, sde, cmdline, r.name, version)
+            shutil.copyfile(uki_files[lay.uki_path], out / f"{stem}.efi")
+        variables = {"root": "/dev/dm-0", "root_partuuid": root_a, "console": board.get("console") or "",
+                     "cmdline": cmdline}
+        contents: dict[str, Path | None] = {}
+        for spec in lay.specs:
+            slot = lay.slot_of.get(spec.name)
+            if slot == "b":
+                contents[spec.name] = None          # zeros: empty until the first update
+            elif spec.filesystem == "squashfs":
+                contents[spec.name] = root_img
+            elif spec.filesystem == "vfat":
+                extra_files = uki_files if spec.name == lay.esp["a"] else {}
+                vfat_img = self.make_vfat(ctx, spec, stage, obj, out, sde, stem, lay.align, variables, extra_files)
+                contents[spec.name] = vfat_img
+                if slot is not None and os.path.getsize(vfat_img) > gpt.align_up(esp_size, lay.align):
+                    raise UserError(f"partition {spec.name}: its files take {os.path.getsize(vfat_img)} "
+                                    f"bytes, more than esp_size {esp_size}", ab_where,
+                                    hint="raise ab_slots: esp_size")
+            elif spec.filesystem == "ext4":
+                contents[spec.name] = self.make_ext4(ctx, spec, stage, obj, sde)
+            else:
+                contents[spec.name] = None
+        sizes = {s.name: max(s.min_size, os.path.getsize(p) if (p := contents[s.name]) else 0) for s in lay.specs}
+        gparts, total = plan(sizes)
+        if lay.backend == "efi":
+            planned, _ = plan({})
+            if planned != gparts:
+                raise BuildError("the A/B partitions moved after the boot entries were written")
+        self.check_ab_kernel(ctx, lay)
+        table = disk.assemble(out / f"{stem}.img", gpt.disk_guid(r.name, board.name),
+                              [(p, contents[s.name]) for p, s in zip(gparts, lay.specs, strict=True)], total)
+        ctx.log(f"disk {stem}.img: {total * gpt.SECTOR} bytes, " + ", ".join(
+            f"{p.name} {p.sectors * gpt.SECTOR} bytes at {p.offset} ({p.guid})" for p in table.partitions))
+
+        shutil.copyfile(root_img, out / f"{stem}.root.img")
+        slot_record: dict = {"format": 1, "compatible": compatible, "version": version, "backend": lay.backend,
+                             "root": {"file": f"{stem}.root.img", "partition": "root", "size": v.size,
+                                      "sha256": sha256_file(root_img), "verity_root_hash": v.root_hash,
+                                      "verity_salt": v.salt, "data_blocks": v.data_blocks,
+                                      "hash_start": v.hash_start},
+                             "cmdline": cmdline}
+        if lay.esp["a"] is not None:
+            esp_img = contents[lay.esp["a"]]
+            assert esp_img is not None
+            shutil.copyfile(esp_img, out / f"{stem}.esp.vfat")
+            slot_record["esp"] = {"file": f"{stem}.esp.vfat", "partition": "esp", "size": os.path.getsize(esp_img),
+                                  "sha256": sha256_file(esp_img)}
+        (out / f"{stem}.slot.json").write_text(json.dumps(slot_record, indent=1, sort_keys=True) + "\n")
+        if r.get("size_budget") is not None:
+            size.check_image_budget(ctx, lay.specs, out / f"{stem}.img", out / f"{stem}.squashfs",
+                                    contents_record["paths"])
+        dest = Path(ctx.paths.dest)
+        for item in sorted(out.iterdir()):
+            os.replace(item, dest / item.name)
+
+    def make_uki(self, ctx, lay, stage: Path, sde: int, cmdline: str, image: str, version: str) -> Path:
+        """The slot's unified kernel image: systemd-stub + .osrel + .cmdline + the
+        kernel (image/uki.py), in stage/boot-files."""
+        assert lay.kernel_file is not None
+        stub_name = uki.STUBS.get(ctx.board.arch)
+        stubs = ctx.packages([UKI_STUB_RECIPE])
+        if not stubs or stub_name is None:
+            raise UserError(f"no {UKI_STUB_RECIPE} package for {ctx.board.arch}", hint="it makes the UKI's stub")
+        kernel_recipe, kernel_rel = lay.kernel_file.split(":", 1)
+        kernels = ctx.packages([self.boot_recipe(ctx.recipe, kernel_recipe)])
+        if not kernels:
+            raise UserError(f"no package for '{kernel_recipe}' (the UKI's kernel)")
+        try:
+            stub = read_beneath(stubs[0][1], f"usr/lib/systemd/boot/efi/{stub_name}")
+            kernel = read_beneath(kernels[0][1], kernel_rel.lstrip("/"))
+        except FileNotFoundError as e:
+            raise UserError(f"the UKI needs {e.filename}, which its package does not install") from None
+        tree = stage / "rootfs"
+        try:
+            osrel = read_text_beneath(tree, "etc/os-release")
+        except FileNotFoundError:
+            osrel = "ID=buildsys\nNAME=buildsys\n"
+        osrel = osrel.rstrip("\n") + f"\nIMAGE_ID={image}\nIMAGE_VERSION={version}\n"
+        try:
+            data = uki.make(stub, kernel, cmdline, osrel)
+        except ValueError as e:
+            raise BuildError(f"cannot make the UKI from {stubs[0][0].pn} and {kernels[0][0].pn}: {e}") from None
+        data = self.sign_efi(ctx, data)
+        files_dir = stage / "boot-files"
+        files_dir.mkdir(parents=True, exist_ok=True)
+        path = files_dir / "uki.efi"
+        path.write_bytes(data)
+        os.utime(path, (sde, sde))
+        ctx.log(f"UKI: {stubs[0][0].pn} {stub_name} + {kernels[0][0].pn} {kernel_rel}: {len(data)} bytes")
+        return path
+
+    def sign_efi(self, ctx, data: bytes) -> bytes:
+        """Where secure boot signs an EFI binary the image makes (issue 13, H6);
+        unsigned until then."""
+        return data
+
+    def check_ab_kernel(self, ctx, lay) -> None:
+        """The UKI's .cmdline names the root; a kernel with a root in its built-in
+        command line (the board's plain kernel) would fight it."""
+        if not lay.kernel_file:
+            return
+        kernel = self.boot_recipe(ctx.recipe, lay.kernel_file.split(":", 1)[0])
+        for rec, tree in ctx.packages([kernel]):
+            try:
+                config = read_text_beneath(tree, "boot/config")
+            except FileNotFoundError:
+                continue
+            m = re.search(r'^CONFIG_CMDLINE="(.*)"$', config, re.M)
+            if m and "root=" in m.group(1):
+                raise UserError(f"{rec.pn}'s built-in command line names a root ({m.group(1)!r}); an A/B image's "
+                                "UKI names the dm-verity root itself",
+                                ctx.recipe.where("kernel") if hasattr(ctx.recipe, "where") else None,
+                                hint="kernel: linux-ab (CONFIG_CMDLINE=\"\")")
+
     @staticmethod
     def text_variables(board, root_id: str) -> dict[str, str]:
         """${...} values for the partitions' ``text`` files."""
@@ -231,12 +424,30 @@ class Image(BuildClass):
         variables["cmdline"] = _substitute(str(cmdline), variables, "boot: cmdline")
         return variables
 
-    def make_rootfs(self, ctx, stage: Path, obj: Path, sde: int) -> tuple[Path, dict]:
+    def make_rootfs(self, ctx, stage: Path, obj: Path, sde: int,
+                    extra_files: dict[str, bytes] | None = None) -> tuple[Path, dict]:
+        """The squashfs of the packages' merged trees; ``extra_files`` {path: bytes}
+        are files the image itself adds (owned by the image recipe)."""
         r = ctx.recipe
         trees = ctx.packages(r.get("packages", []))
         tree = stage / "rootfs"
         owners = rootfs.merge([(rec.pn, path) for rec, path in trees], tree, sde)
         gone = self.finalize_tree(ctx, tree, trees, owners)
+        for path, data in sorted((extra_files or {}).items()):
+            rel = path.strip("/")
+            if path in owners or os.path.lexists(tree / rel):
+                raise UserError(f"{owners.get(path, 'a package')} installs {path}, which the image writes itself",
+                                hint="drop it from that package")
+            # The tree is ours (stage, host-only): parents are plain dirs we made or merged.
+            for parent in reversed(Path(rel).parents[:-1]):
+                d = tree / parent
+                if not d.exists():
+                    d.mkdir(mode=0o755)
+                    os.utime(d, (sde, sde))
+            (tree / rel).write_bytes(data)
+            os.chmod(tree / rel, 0o644)
+            os.utime(tree / rel, (sde, sde))
+            owners[path] = r.name
         entries = []
         for rec, _ in trees:
             entries += rootfs.permission_entries(rec.pn, rec.get("permissions"), rec.where("permissions")
@@ -318,10 +529,16 @@ class Image(BuildClass):
         return sorted(found)
 
     def make_vfat(self, ctx, spec, stage: Path, obj: Path, out: Path, sde: int, stem: str, align: int,
-                  variables: dict[str, str] | None = None) -> Path:
+                  variables: dict[str, str] | None = None, extra: dict[str, Path] | None = None) -> Path:
+        """A vfat image of the partition's files and text; ``extra`` {path in
+        the filesystem: file in stage/boot-files} adds files the image made
+        (an A/B image's UKI)."""
         staged, sizes = {}, []
         files_dir = stage / "boot-files"
         files_dir.mkdir(parents=True, exist_ok=True)
+        for fs_path, host in sorted((extra or {}).items()):
+            staged[fs_path] = f"{SANDBOX_STAGE}/boot-files/{host.relative_to(files_dir)}"
+            sizes.append(host.stat().st_size)
         for i, (fs_path, template) in enumerate(sorted(spec.text.items())):
             copy = files_dir / f"text-{i}-{Path(fs_path).name}"
             copy.write_text(_substitute(template, variables or {}, f"partition {spec.name}: {fs_path}"))
