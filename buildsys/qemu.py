@@ -65,6 +65,51 @@ def board_argv(qemu: dict, **paths: str) -> list[str]:
     return [str(qemu["binary"])] + [sub(a) for a in qemu.get("args", [])]
 
 
+# --- A/B images: UEFI with persistent variables -------------------------------------
+# An A/B image switches slots through the firmware's BootNext/BootOrder, so
+# its variables must persist across resets and runs: split pflash (the code
+# read-only, a writable copy of the variable store), never -bios; and no
+# -no-reboot, since reboots are how a slot is tried and rolled back.
+UEFI_FIRMWARE = {
+    "x86_64": (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")),
+    "aarch64": (Path("/usr/share/AAVMF/AAVMF_CODE.fd"), Path("/usr/share/AAVMF/AAVMF_VARS.fd")),
+}
+
+
+def pflash_args(code: Path | str, vars_file: Path | str) -> list[str]:
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
+
+
+def with_pflash(argv: list[str], firmware: list[str]) -> list[str]:
+    """A board's QEMU argv with its ``-bios``/``-kernel`` boot replaced by the
+    ``firmware`` arguments (pflash drives; a ``-M`` there replaces the
+    board's), and without ``-no-reboot``."""
+    drop_pairs = {"-bios", "-kernel", "-append"} | ({"-M", "-machine"} if "-M" in firmware else set())
+    out, i = [argv[0]], 1
+    while i < len(argv):
+        if argv[i] in drop_pairs:
+            i += 2
+            continue
+        if argv[i] == "-no-reboot":
+            i += 1
+            continue
+        out.append(argv[i])
+        i += 1
+    return out[:1] + firmware + out[1:]
+
+
+def uefi_firmware(arch: str) -> tuple[Path, Path]:
+    """The firmware code and the variable-store template for ``arch`` (ValueError when not installed)."""
+    if arch not in UEFI_FIRMWARE:
+        raise ValueError(f"no UEFI firmware known for {arch}")
+    code, template = UEFI_FIRMWARE[arch]
+    if not code.is_file() or not template.is_file():
+        raise ValueError(f"UEFI firmware for {arch} is not installed ({code}, {template}): "
+                         + ("apt install ovmf" if arch == "x86_64" else "apt install qemu-efi-aarch64"))
+    return code, template
+
+
 def _run(child, command: str, timeout: float) -> tuple[int, str]:
     # Numbered markers: a late answer to an earlier command never passes for
     # this one's.  Line ends arrive as \r\r\n (guest tty and host pty both add \r).

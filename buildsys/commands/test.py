@@ -49,7 +49,8 @@ class Test(Command):
         if image is None:
             return status
         port = free_port()
-        argv = qemu_argv(ws, image, port)
+        # A/B images: a factory device every time (fresh disk and variables).
+        argv = qemu_argv(ws, image, port, fresh=True)
         arch = ws.board.arch
         checks = [
             Check("grep ' / ' /proc/mounts", r"^\S+ / squashfs ro[ ,]"),
