@@ -62,9 +62,17 @@ def layout(recipe, board) -> Layout:
     where = recipe.where("ab_slots") if hasattr(recipe, "where") else None
     ab_disk = board.get("disk_ab")
     if ab_disk:
-        table, align, specs = disk.parse_layout(ab_disk, board.name)
         # parse_layout drops keys it does not know: the slot of each partition.
-        slot_of = {str(p["name"]): (str(p["slot"]) if p.get("slot") else None) for p in ab_disk["partitions"]}
+        slot_of = {str(p["name"]): (str(p["slot"]) if p.get("slot") else None)
+                   for p in ab_disk.get("partitions") or [] if isinstance(p, dict) and p.get("name")}
+        # It also wants one root: slot b's is checked as a raw partition, then put back.
+        b_roots = {n for n, sl in slot_of.items() if sl == "b" and any(
+            p.get("name") == n and p.get("filesystem") == "squashfs" for p in ab_disk["partitions"])}
+        view = dict(ab_disk)
+        view["partitions"] = [dict(p, filesystem="raw") if p.get("name") in b_roots else p
+                              for p in ab_disk["partitions"]]
+        table, align, specs = disk.parse_layout(view, board.name)
+        specs = [replace(s, filesystem="squashfs") if s.name in b_roots else s for s in specs]
         backend = str(ab_disk.get("backend") or "efi")
         uki_path = kernel_file = None
     else:
