@@ -31,8 +31,9 @@ from . import kconfiglines
 from .errors import BuildError, UserError, Where
 
 # `buildsys kconfig check` runs configure to print the report itself: the
-# step then only logs it.  A process-wide switch, because steps run on the
-# scheduler's threads.
+# step then fails with one line instead of the report (it must still fail,
+# so that no stamp says this configure succeeded).  A process-wide switch,
+# because steps run on the scheduler's threads.
 _report_only = False
 
 
@@ -162,10 +163,12 @@ def enforce(ctx, config_text: str, fragments) -> None:
     pn = ctx.recipe.pn
     report = format_report(pn, dropped)
     ctx.log(f"config fragments: {len(dropped)} line(s) dropped by Kconfig:\n{report}")
-    if _report_only:
-        return
     failing = [d for d in dropped if d.wanted.mode == "fail"]
     warning = [d for d in dropped if d.wanted.mode == "warn"]
+    if _report_only:
+        if failing:
+            raise BuildError(f"{pn}: {len(failing)} config fragment line(s) did not survive into .config")
+        return
     if warning:
         print(f"warning: {pn}: {len(warning)} config fragment line(s) dropped by Kconfig (on-drop=warn):\n"
               + format_report(pn, warning), file=sys.stderr, flush=True)

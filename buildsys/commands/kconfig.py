@@ -6,7 +6,8 @@ configure (one engine.build with ``stop_after="configure"``, as devshell
 does), with the configure step's fragment check only logging; then every
 fragment line is compared with the final .config and each dropped one is
 explained from the tree's Kconfig files (kconfigcheck.py).  Exit 0 when
-nothing that must survive was dropped, 1 when something was.
+nothing that must survive was dropped, 1 when something was (the configure
+step then failed too, with one line, so a later build configures again).
 """
 from __future__ import annotations
 
@@ -44,7 +45,11 @@ class KconfigCommand(Command):
         options = engine.BuildOptions(jobs=jobs(args), offline=args.offline, stop_after="configure")
         with kconfigcheck.report_only():
             result = engine.build(ws, [args.recipe], options)
-        if not result.ok or result.session is None:
+        # A configure whose fragment lines were dropped fails (so that no
+        # stamp says it succeeded) after writing .config: that is the case
+        # to report on.
+        configure_failed = result.failed == [f"{recipe.pn}:configure"]
+        if result.session is None or not (result.ok or configure_failed):
             return result.status or 1
         paths = result.session.recipe_paths(recipe)
         root = paths.obj if klass == "kernel" else paths.src

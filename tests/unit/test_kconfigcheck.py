@@ -204,8 +204,9 @@ def test_enforce_fails_on_fail_lines_and_warns_on_warn_lines(tree, tmp_path, cap
     assert "containers.cfg:1:1: CONFIG_NETFILTER=y" in str(err.value) and "NET_ENABLED" in str(err.value)
     assert "CONFIG_TYPO" not in str(err.value)            # the warn line is a warning, not the failure
     assert "CONFIG_TYPO" in (tmp_path / "configure.log").read_text()
-    with kconfigcheck.report_only():
-        kconfigcheck.enforce(ctx, "", [frag])                # `kconfig check`: logged, not raised
+    with kconfigcheck.report_only(), pytest.raises(BuildError) as short:   # `kconfig check`: still fails,
+        kconfigcheck.enforce(ctx, "", [frag])                # so no stamp says configure succeeded,
+    assert "\n" not in str(short.value)                      # but in one line: the command prints the report
 
 
 def test_links_in_the_tree_are_not_followed(tree, tmp_path):
