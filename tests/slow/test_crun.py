@@ -9,7 +9,12 @@ and qemu-arm64 together with the C library:
   rootfs_exclude), every library the program and its libraries need resolves
   there (the image's own closure, finalize.needed_closure), never on the host;
 * on x86_64, `crun --version`, run with that tree as its root (bwrap), prints
-  the recipe's version and +CAP +SECCOMP +EBPF: the project's glibc loads it.
+  the recipe's version and +CAP +SECCOMP +EBPF: the project's glibc loads it;
+* on x86_64 as root, `crun run` runs a container (namespaces, pivot_root into
+  a copy of that root) whose process is crun --version, and a seccomp
+  filter in config.json that fails write() silences it.  unshare(1) gives it
+  a private mount namespace with a cgroup2 /sys/fs/cgroup (crun refuses a
+  hybrid host); the host's mounts are not touched.
 
 Warm cache (BUILDSYS_TEST_CACHE_DIR holding crun, libseccomp, libcap, libc):
 about 12 s for both boards.  Cold: 1 to 2.5 min per board on two shared
@@ -129,3 +134,46 @@ def test_x86_crun_version_runs_on_the_projects_glibc(built):
     for want in ("+CAP", "+SECCOMP", "+EBPF", "+YAJL"):
         assert want in features, proc.stdout
     assert "+SYSTEMD" not in features and "+CRIU" not in features
+
+
+def _run_container(root: Path, bundle: Path, config: dict, name: str) -> subprocess.CompletedProcess:
+    """`crun run` of ``bundle`` with ``config``, crun itself loaded from the
+    merged root by its own loader, in a mount namespace whose /sys/fs/cgroup
+    is a cgroup2 mount (crun refuses a hybrid v1/v2 host).  No cgroup is made
+    (--cgroup-manager=disabled): the host's hierarchy is not ours to write."""
+    (bundle / "config.json").write_text(json.dumps(config))
+    crun = (f"{root}/lib64/ld-linux-x86-64.so.2 --library-path {root}/lib:{root}/usr/lib {root}/usr/bin/crun"
+            f" --root {bundle.parent}/state --cgroup-manager=disabled")
+    return subprocess.run(["unshare", "--mount", "sh", "-c",
+                           f"mount -t cgroup2 none /sys/fs/cgroup || exit 77; exec {crun} run -b {bundle} {name}"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_x86_crun_runs_a_container_with_a_seccomp_filter(built, tmp_path):
+    """Namespaces, pivot_root, capabilities and a seccomp filter (libseccomp)
+    on the build host's kernel: the container's process is crun --version
+    from the same root; a filter making write() fail silences it."""
+    board, _, root, _ = built
+    if board != "x86-virtio":
+        pytest.skip("the aarch64 program runs in QEMU (image-container's test)")
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("crun run needs root and unshare(1)")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(root, bundle / "rootfs", symlinks=True)
+    for mountpoint in ("proc", "dev", "sys", "run", "tmp"):
+        (bundle / "rootfs" / mountpoint).mkdir(exist_ok=True)
+    spec = subprocess.run([f"{root}/lib64/ld-linux-x86-64.so.2", "--library-path", f"{root}/lib:{root}/usr/lib",
+                           f"{root}/usr/bin/crun", "spec"], cwd=bundle, capture_output=True, text=True)
+    assert spec.returncode == 0, spec.stderr
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(args=["/usr/bin/crun", "--version"], terminal=False)
+    config["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]})
+    plain = _run_container(root, bundle, config, "plain")
+    if plain.returncode == 77:
+        pytest.skip(f"cannot mount cgroup2 here: {plain.stderr.strip()}")
+    assert plain.returncode == 0 and plain.stdout.startswith(f"crun version {VERSION}\n"), plain
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                                  "syscalls": [{"names": ["write", "writev"], "action": "SCMP_ACT_ERRNO",
+                                                "errnoRet": 1}]}
+    filtered = _run_container(root, bundle, config, "filtered")
+    assert filtered.returncode == 0 and filtered.stdout == "", filtered
