@@ -14,7 +14,7 @@ class finds them, and the test firmware-variable file.
   file is, and key_for() reads it when the image class signs
   (image/authenticode.py).  A machine with the certificate but not the key
   can still restore signed images from a cache; it cannot build one.
-* At deploy, deploy_vars() writes ``<stem>.secboot-vars.fd``: OVMF's variable
+* At deploy of a signed A/B image, deploy_vars() writes ``<stem>.secboot-vars.fd``: OVMF's variable
   store with that certificate enrolled as PK, KEK and db and Secure Boot on
   (virt-fw-vars, PyPI virt-firmware), for QEMU with OVMF_CODE_4M.secboot.fd.
 
@@ -234,7 +234,8 @@ def deploy_vars(recipe, board, out_dir: Path) -> Path | None:
     certificate or the template changed (a record beside it says which)."""
     cert_pem = recipe.get(SETTING_CERT)
     template = OVMF_VARS.get(board.arch)
-    if not cert_pem or template is None:
+    # Only an A/B image has an EFI binary the image class signs (its UKI).
+    if not cert_pem or not recipe.get("ab_slots") or template is None:
         return None
     stem = f"{recipe.name}-{board.name}"
     out = out_dir / f"{stem}{VARS_SUFFIX}"

@@ -47,7 +47,7 @@ from pathlib import Path
 from .. import rootfs, size
 from ..errors import BuildError, UserError
 from ..fileio import copy_beneath, read_beneath, read_text_beneath, sha256_file, write_beneath
-from ..image import abslots, disk, elf, ext4, finalize, gpt, mbr, squashfs, uki, verity, vfat
+from ..image import abslots, authenticode, disk, elf, ext4, finalize, gpt, mbr, squashfs, uki, verity, vfat
 from ..schema import Size, Struct
 from . import libc as libc_class
 from .base import SANDBOX_OBJ, SANDBOX_STAGE, Bool, BuildClass, Int, Str, StrList
@@ -92,6 +92,10 @@ class Image(BuildClass):
                            None, "an A/B image (docs/updates.md): two slots of fixed size, slot a filled, slot b "
                            "empty; the root is dm-verity protected, on UEFI booted from a unified kernel image",
                            name="ab_slots"),
+        # The certificate itself (PEM), not a path: it is in the signature, the key never is.
+        "secure_boot_cert": Str("${secure_boot_cert}", "the X.509 certificate (PEM) whose key signs the A/B "
+                                "image's UKI for UEFI Secure Boot (docs/updates.md); default: the project's "
+                                "secure_boot_cert; \"\": unsigned"),
     }
 
     @staticmethod
@@ -103,7 +107,7 @@ class Image(BuildClass):
 
     # Modules only this class uses, hashed into its version (BuildClass.version
     # covers the class's own module): editing them rebuilds images, not kernels.
-    helpers = (elf, ext4, finalize, abslots, uki, verity)
+    helpers = (elf, ext4, finalize, abslots, uki, verity, authenticode)
 
     @classmethod
     def version(cls) -> str:
@@ -394,9 +398,21 @@ class Image(BuildClass):
         return path
 
     def sign_efi(self, ctx, data: bytes) -> bytes:
-        """Where secure boot signs an EFI binary the image makes (issue 13, H6);
-        unsigned until then."""
-        return data
+        """An EFI binary the image makes, signed for UEFI Secure Boot when the
+        recipe's ``secure_boot_cert`` is set: Authenticode, deterministic
+        (image/authenticode.py), with this machine's key for that certificate
+        (secureboot.key_for: local.yaml's secure_boot_key; never logged)."""
+        cert = ctx.recipe.get("secure_boot_cert")
+        if not cert:
+            return data
+        from .. import secureboot
+
+        try:
+            signed = authenticode.sign(data, secureboot.key_for(cert), cert.encode())
+        except ValueError as e:
+            raise BuildError(f"cannot sign the UKI for secure boot: {e}") from None
+        ctx.log(f"signed for secure boot (Authenticode, SHA-256): certificate {secureboot.cert_sha256(cert)[:16]}")
+        return signed
 
     def check_ab_kernel(self, ctx, lay) -> None:
         """The UKI's .cmdline names the root; a kernel with a root in its built-in

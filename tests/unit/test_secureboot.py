@@ -114,7 +114,8 @@ def test_vars_file_enrolls_the_certificate_and_turns_secure_boot_on(pair, tmp_pa
 def test_deploy_writes_the_vars_file_once_per_certificate(pair, tmp_path):
     _, _, cert = pair
     board = SimpleNamespace(name="x86-virtio", arch="x86_64")
-    recipe = SimpleNamespace(name="image-base-ab", get=lambda k: cert.decode() if k == "secure_boot_cert" else None)
+    values = {"secure_boot_cert": cert.decode(), "ab_slots": {"root_size": "96M"}}
+    recipe = SimpleNamespace(name="image-base-ab", get=values.get)
     out = secureboot.deploy_vars(recipe, board, tmp_path)
     assert out == tmp_path / "image-base-ab-x86-virtio.secboot-vars.fd"
     record = json.loads((tmp_path / "image-base-ab-x86-virtio.secboot-vars.json").read_text())
@@ -122,8 +123,10 @@ def test_deploy_writes_the_vars_file_once_per_certificate(pair, tmp_path):
     stamp = out.stat().st_mtime_ns
     secureboot.deploy_vars(recipe, board, tmp_path)
     assert out.stat().st_mtime_ns == stamp          # same certificate: not rewritten
-    unsigned = SimpleNamespace(name="image-minimal", get=lambda k: "")
+    unsigned = SimpleNamespace(name="image-base-ab", get={"ab_slots": {"root_size": "96M"}}.get)
     assert secureboot.deploy_vars(unsigned, board, tmp_path) is None
+    no_uki = SimpleNamespace(name="image-minimal", get={"secure_boot_cert": cert.decode()}.get)
+    assert secureboot.deploy_vars(no_uki, board, tmp_path) is None
     arm = SimpleNamespace(name="qemu-arm64", arch="aarch64")
     assert secureboot.deploy_vars(recipe, arm, tmp_path) is None
 
