@@ -322,8 +322,10 @@ def test_rpi_update_tries_with_tryboot_and_commits_by_rewriting_autoboot(tmp_pat
 @needs_device_tools
 def test_rpi_failed_trial_goes_back_to_the_committed_slot(tmp_path, key):
     pi = Pi(tmp_path, key)
-    pi.run("install", str(pi.bundle(key, "1.1")))
+    out = pi.run("install", str(pi.bundle(key, "1.1")))
     assert pi.restarts() == []            # without --reboot, nothing restarts
+    # ... and a plain reboot would not try it: the message says what does.
+    assert "slot b holds 1.1: reboot-tryboot (or update install --reboot) to try it" in out.stdout
     assert pi.status()["trial"] == "slot b is armed (the next boot tries it once)"
     pi.firmware_boot(tryboot=True)
     (pi.root / "etc/update/health.d/fails").write_text("#!/bin/sh\nexit 1\n")

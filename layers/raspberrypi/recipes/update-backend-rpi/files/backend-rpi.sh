@@ -23,6 +23,8 @@
 # Unlike UEFI's BootNext, the trial is not armed on disk: only the restart
 # itself (reboot-tryboot, or `update install --reboot`) carries the flag; a
 # plain `reboot` boots the committed slot again.
+# `update install` says this is what tries the new slot.
+BACKEND_TRY_CMD="reboot-tryboot (or update install --reboot)"
 RPI_DT=${UPDATE_RPI_DT:-$R/proc/device-tree}/chosen/bootloader
 RPI_AUTOBOOT_PARTNAME=autoboot
 RPI_MOUNT_DIR=$R/run/update/autoboot
