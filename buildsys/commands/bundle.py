@@ -37,7 +37,7 @@ def signing_key(ws: Workspace, arg: Path | None):
 
 class Bundle(Command):
     name = "bundle"
-    help = "build an A/B image (ab_slots) and write its signed update bundle for `update install`"
+    help = "write the signed update bundle of an A/B image (ab_slots), building it first"
 
     def setup(self, parser):
         parser.add_argument("image", nargs="?", help="image recipe with ab_slots (default: the board's default image)")
