@@ -454,3 +454,35 @@ def test_jetson_backend_without_nvbootctrl_says_who_provides_it(tmp_path, key):
     j.env["UPDATE_NVBOOTCTRL"] = "nvbootctrl"        # not on the device's PATH
     out = j.run("status", check=False)
     assert "no nvbootctrl (NVIDIA's, from the Jetson Linux BSP): the board layer must install it" in out.stderr
+
+
+@pytest.mark.parametrize("shell", ["sh", "busybox"])
+def test_rpi_backend_alone_under_the_hosts_shells(tmp_path, shell):
+    """backend-rpi.sh is plain POSIX sh: the host's /bin/sh (dash) and busybox
+    sh give the same answers from the same fake device tree."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"no {shell}")
+    argv = [shell, "-c"] if shell == "sh" else [shell, "sh", "-c"]
+    dt = tmp_path / "proc/device-tree/chosen/bootloader"
+    dt.mkdir(parents=True)
+    ab = tmp_path / "autoboot"
+    ab.mkdir()
+    (ab / "autoboot.txt").write_text(AUTOBOOT.replace("\n", "\r\n"))     # as a PC editor may leave it
+    prelude = (f'update_err() {{ echo "update: $*" >&2; }}; other_slot() {{ case $1 in a) echo b;; b) echo a;; '
+               f'esac; }}; R={tmp_path}; UPDATE_RPI_AUTOBOOT_DIR={ab}; . {BACKEND_RPI}; ')
+
+    def run(script: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*argv, prelude + script], capture_output=True, text=True, timeout=30)
+
+    for partition, tryboot, want in ((2, 0, "a"), (3, 1, "b")):
+        (dt / "partition").write_bytes(partition.to_bytes(4, "big"))
+        (dt / "tryboot").write_bytes(tryboot.to_bytes(4, "big"))
+        out = run("backend_booted_slot; backend_committed_slot; backend_is_trial && echo trial || echo normal")
+        assert out.stdout.split() == [want, "a", "trial" if tryboot else "normal"], out.stderr
+    out = run("backend_commit b; backend_committed_slot")
+    assert out.returncode == 0 and out.stdout == "b\n", out.stderr
+    assert (ab / "autoboot.txt").read_text() == AUTOBOOT_B
+    # A partition the firmware says it booted that is no slot is an error, not a guess.
+    (dt / "partition").write_bytes((1).to_bytes(4, "big"))
+    out = run("backend_booted_slot")
+    assert out.returncode != 0 and "booted from partition 1, which is no slot" in out.stderr
