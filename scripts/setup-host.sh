@@ -8,7 +8,7 @@ PACKAGES="bubblewrap gcc g++ make bc flex bison libelf-dev libssl-dev perl xz-ut
           libncurses-dev python3 python3-venv python3-pip qemu-system-x86 qemu-system-arm ovmf gcc-aarch64-linux-gnu libc6-dev-arm64-cross
           mtools dosfstools squashfs-tools gdisk fdisk device-tree-compiler graphviz
           gpgv debian-archive-keyring debootstrap util-linux socat nginx
-          minisign busybox sbsigntool"
+          minisign busybox sbsigntool cryptsetup-bin"
 
 missing=""
 for p in $PACKAGES; do
