@@ -3,7 +3,7 @@ fragment check: on x86-virtio and qemu-arm64 the installed /boot/config
 holds every line of recipes/linux/files/containers.cfg, read here with a
 regex of our own, not with buildsys.kconfigcheck; and a fragment asking for
 a symbol whose dependency is off fails the configure step, exit 1, naming
-the fragment file:line and the symbol.
+the fragment file:line, the symbol and the unmet dependency.
 
 Warm cache (BUILDSYS_TEST_CACHE_DIR holding both kernels): ~10 s a board.
 Cold, each board compiles its kernel (~5-8 min on 2 cores).  The dropped
@@ -107,6 +107,8 @@ def test_a_fragment_line_whose_dependency_is_off_fails_configure(tmp_path):
     assert proc.returncode == 1, out
     assert "linux-broken:configure" in out, out
     assert re.search(r"broken\.cfg:4:1: CONFIG_BRIDGE_NETFILTER=y did not survive", out), out
+    # ...and says why: the unmet dependency, read from the kernel's Kconfig.
+    assert re.search(r"unmet:\s*NETFILTER\b", out), out
     # The line that did survive is not reported.
     assert not re.search(r"broken\.cfg:2:", out), out
     assert not (tmp_path / "build/work/x86-virtio/linux-broken/stamps/compile").exists()
