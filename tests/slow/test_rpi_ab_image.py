@@ -3,12 +3,16 @@ EEPROM bootloader and start4.elf would read it: no QEMU machine runs the Pi
 4, and QEMU's raspi3b emulates no firmware (layers/raspberrypi/README.md).
 
 One build of image-base-ab for raspberrypi4 (linux-ab with the tryboot
-reboot-flag patch, the updater, its rpi backend and reboot-tryboot): ~2 min
-on a warm cache (BUILDSYS_TEST_CACHE_DIR), a kernel build more when cold.
+reboot-flag patch, the updater, its rpi backend and reboot-tryboot) and its
+`buildsys bundle`, installed by the image's own updater into a fake device
+made of the image's partitions: ~20 s on a warm cache
+(BUILDSYS_TEST_CACHE_DIR), plus a kernel build (~35 min on a loaded
+2-core machine) when cold.
 The Jetson layouts are checked in tests/unit/test_rpi_jetson_ab.py (their
 kernels are other builds, and slot b does not boot there yet)."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -17,6 +21,7 @@ from boards.helpers import (
     EM_AARCH64,
     build,
     elf_machines,
+    env_for,
     fat_files,
     fat_read,
     fat_type,
@@ -25,11 +30,13 @@ from boards.helpers import (
     squashfs_paths,
 )
 from buildsys.image import gpt
+from conftest import ROOT, run_buildsys
 
 pytestmark = pytest.mark.slow
 BOARD = "raspberrypi4"
 IMAGE = "image-base-ab"
 AUTOBOOT = b"[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"
+AUTOBOOT_B = b"[all]\ntryboot_a_b=1\nboot_partition=3\n[tryboot]\nboot_partition=2\n"
 BASIC_DATA = "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"
 
 
@@ -115,3 +122,81 @@ def test_rootfs_has_the_rpi_backend_and_reboot_tryboot(built, tmp_path):
     values = dict(line.split("=", 1) for line in layout.split() if "=" in line)
     assert {k: values.get(k) for k in ("BACKEND", "ESP_A", "ROOT_A", "ESP_B", "ROOT_B")} == {
         "BACKEND": "rpi", "ESP_A": "boot_a", "ROOT_A": "root_a", "ESP_B": "boot_b", "ROOT_B": "root_b"}
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None or shutil.which("minisign") is None,
+                    reason="needs busybox and minisign (apt)")
+def test_the_images_bundle_installs_into_slot_b_through_the_rpi_backend(built, parts, tmp_path):
+    """`buildsys bundle` of this very image, installed by the image's own
+    /usr/sbin/update and backend-rpi.sh (taken from its squashfs) under busybox
+    sh, into a fake device whose partitions are the image's own bytes: slot b
+    then holds slot a's boot partition and root, and the trial restarts with
+    reboot-tryboot.  The firmware is played by writing /chosen/bootloader."""
+    keys = tmp_path / "keys"
+    run_buildsys("key", "new", "t", "--kind", "update", "--out", keys, check=0)
+    out = tmp_path / "u.bundle"
+    env = env_for(built.build_dir)
+    run_buildsys("--project", ROOT, "bundle", IMAGE, "--board", BOARD, "--key", keys / "t.key", "-o", out,
+                 env=env, check=0, timeout=1800)
+    root = tmp_path / "root"
+    tree = tmp_path / "rootfs"
+    subprocess.run(["unsquashfs", "-no-xattrs", "-q", "-n", "-d", str(tree), str(built.squashfs)], check=True)
+    for path in ("usr/sbin/update", "usr/lib/update/backend-rpi.sh", "usr/share/update/layout", "etc/update"):
+        dest = root / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if (tree / path).is_dir() else shutil.copy)(tree / path, dest)
+    shutil.copy(keys / "t.pub", root / "etc/update/keys/t.pub")
+    # The device: its partitions are the disk image's, found by PARTNAME.
+    for i, (name, p) in enumerate(parts.items(), 1):
+        sysfs = root / "sys/class/block" / f"mmcblk0p{i}"
+        sysfs.mkdir(parents=True)
+        (sysfs / "uevent").write_text(f"DEVNAME=mmcblk0p{i}\nDEVTYPE=partition\nPARTNAME={name}\n")
+        (sysfs / "size").write_text(f"{p.sectors}\n")
+        (root / "dev").mkdir(exist_ok=True)
+        (root / "dev" / f"mmcblk0p{i}").write_bytes(part_bytes(built, p))
+    autoboot = tmp_path / "autoboot"
+    autoboot.mkdir()
+    (autoboot / "autoboot.txt").write_bytes(fat_read(built.image, parts["autoboot"].offset, "/autoboot.txt"))
+    dt = root / "proc/device-tree/chosen/bootloader"
+    dt.mkdir(parents=True)
+    (dt / "partition").write_bytes((2).to_bytes(4, "big"))
+    (dt / "tryboot").write_bytes((0).to_bytes(4, "big"))
+    for d in ("data/update", "run"):
+        (root / d).mkdir(parents=True)
+    log = tmp_path / "restarts"
+    fake_reboot = tmp_path / "reboot-tryboot"
+    fake_reboot.write_text(f"#!/bin/sh\necho tryboot >> {log}\n")
+    fake_reboot.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("busybox", "minisign"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    applets = subprocess.run(["busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if not (bin_dir / applet).exists():
+            (bin_dir / applet).symlink_to(shutil.which("busybox"))
+    device_env = {"PATH": str(bin_dir), "UPDATE_ROOT": str(root), "UPDATE_RPI_AUTOBOOT_DIR": str(autoboot),
+                  "UPDATE_REBOOT_TRYBOOT": str(fake_reboot), "UPDATE_REBOOT": "echo REBOOT"}
+
+    def update(*args):
+        proc = subprocess.run(["busybox", "sh", str(root / "usr/sbin/update"), *args], capture_output=True,
+                              text=True, env=device_env, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    assert "slot b: empty" in update("status")
+    # The image's version is 1 and so is the bundle's: --force (a reinstall).
+    update("install", str(out), "--force", "--reboot")
+    assert log.read_text() == "tryboot\n"
+    dev = {name: (root / "dev" / f"mmcblk0p{i}").read_bytes() for i, name in enumerate(parts, 1)}
+    esp = (built.deploy / f"{IMAGE}-{BOARD}.esp.vfat").read_bytes()
+    rootimg = (built.deploy / f"{IMAGE}-{BOARD}.root.img").read_bytes()
+    assert dev["boot_b"][:len(esp)] == esp == dev["boot_a"][:len(esp)]
+    assert dev["root_b"][:len(rootimg)] == rootimg == dev["root_a"][:len(rootimg)]
+    assert (autoboot / "autoboot.txt").read_bytes() == AUTOBOOT
+    # The firmware's trial of partition 3, then the health checks commit it.
+    (dt / "partition").write_bytes((3).to_bytes(4, "big"))
+    (dt / "tryboot").write_bytes((1).to_bytes(4, "big"))
+    update("health")
+    assert (autoboot / "autoboot.txt").read_bytes() == AUTOBOOT_B
+    assert "slot b: 1 (booted, committed)" in update("status")
