@@ -293,6 +293,10 @@ def test_install_from_url(device, key, tmp_path):
     thread.start()
     try:
         device.run("boot")
+        shutil.copy(make_bundle(tmp_path, minisign.SecretKey.generate(), version="1.4"), path.parent / "f.bundle")
+        out = device.run("install", f"http://127.0.0.1:{server.server_port}/f.bundle", check=False)
+        assert "not signed by a trusted key" in out.stderr
+        assert not list((device.root / "data/update").glob("download*"))      # a refused download is not kept
         out = device.run("install", f"http://127.0.0.1:{server.server_port}/update.bundle")
         assert "downloading" in out.stdout and "reboot to try it" in out.stdout
     finally:
