@@ -94,8 +94,8 @@ def wanted_lines(fragments) -> dict[str, Wanted]:
     """symbol -> its last setting over the fragments (later files win, as in the merge)."""
     wanted: dict[str, Wanted] = {}
     for frag in fragments:
-        name = getattr(frag, "layer_relative", None) or str(frag)
-        path = frag.path if hasattr(frag, "path") else Path(frag)
+        path = Path(frag.path) if hasattr(frag, "path") else Path(frag)
+        name = getattr(frag, "layer_relative", None) or str(path)    # a FileRef, or a plain path
         for w in parse_fragment(Path(path).read_text(), name):
             wanted[w.symbol] = w
     return wanted
