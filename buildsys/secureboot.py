@@ -43,7 +43,11 @@ SETTING_CERT, SETTING_KEY = "secure_boot_cert", "secure_boot_key"
 KEY_SUFFIX, CERT_SUFFIX = ".sb.key", ".sb.crt"
 # The SignatureOwner GUID of the certificates we enroll (it only labels them).
 OWNER = uuid.uuid5(uuid.NAMESPACE_URL, "buildsys:secure-boot-owner")
-# x86-64 only: Debian's AAVMF (arm64) has no Secure Boot build.
+# x86-64 only for now.  arm64 (untested): Debian 12's AAVMF_CODE.fd is its
+# Secure Boot build too (AAVMF_CODE.ms.fd is a link to it), but AAVMF_VARS.fd is an
+# unformatted all-zero store virt-fw-vars cannot edit; AAVMF_VARS.ms.fd with
+# `-d PK -d KEK -d db` and its Boot#### entries deleted works as the template.
+# qemu-arm64 has no EFI kernel (its linux boots by -kernel, CONFIG_EFI off).
 OVMF_VARS = {"x86_64": Path("/usr/share/OVMF/OVMF_VARS_4M.fd")}
 OVMF_CODE_SECBOOT = {"x86_64": Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")}
 VARS_SUFFIX = ".secboot-vars.fd"
