@@ -37,6 +37,7 @@ Interface assumptions (tell the engine owner if they change):
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -300,13 +301,19 @@ class Image(BuildClass):
                                  "slot needs a new factory image), or make the rootfs smaller")
         root_a = str(gpt.partition_guid(board.name, lay.root["a"]))
         cmdline = abslots.cmdline(board, root_a, v, "a")
+        root_b = str(gpt.partition_guid(board.name, lay.root["b"]))
+        cmdline_b = abslots.cmdline(board, root_b, v, "b")
         ctx.log(f"slot a: root {lay.root['a']} = squashfs {os.path.getsize(squash)} bytes + dm-verity, "
                 f"{v.data_blocks} data blocks, root hash {v.root_hash}; cmdline: {cmdline}")
 
         uki_files: dict[str, Path] = {}
         if lay.uki_path:
-            uki_files[lay.uki_path] = self.make_uki(ctx, lay, stage, sde, cmdline, r.name, version)
-            shutil.copyfile(uki_files[lay.uki_path], out / f"{stem}.efi")
+            # One ESP image for both slots (an update writes it to either):
+            # each slot's UKI, and slot a's at the removable path.
+            uki_a = self.make_uki(ctx, lay, stage, sde, cmdline, r.name, version, "uki-a.efi")
+            uki_b = self.make_uki(ctx, lay, stage, sde, cmdline_b, r.name, version, "uki-b.efi")
+            uki_files = {lay.uki_path: uki_a, abslots.SLOT_UKI["a"]: uki_a, abslots.SLOT_UKI["b"]: uki_b}
+            shutil.copyfile(uki_a, out / f"{stem}.efi")
         variables = {"root": "/dev/dm-0", "root_partuuid": root_a, "console": board.get("console") or "",
                      "cmdline": cmdline}
         contents: dict[str, Path | None] = {}
@@ -318,7 +325,12 @@ class Image(BuildClass):
                 contents[spec.name] = root_img
             elif spec.filesystem == "vfat":
                 extra_files = uki_files if spec.name == lay.esp["a"] else {}
-                vfat_img = self.make_vfat(ctx, spec, stage, obj, out, sde, stem, lay.align, variables, extra_files)
+                # A slot's filesystem is as big as its files (the partition is
+                # esp_size): the update bundle carries it, and the updater
+                # writes and reads back only its bytes.
+                fs_spec = dataclasses.replace(spec, min_size=0) if slot is not None else spec
+                vfat_img = self.make_vfat(ctx, fs_spec, stage, obj, out, sde, stem, lay.align, variables,
+                                          extra_files)
                 contents[spec.name] = vfat_img
                 if slot is not None and os.path.getsize(vfat_img) > gpt.align_up(esp_size, lay.align):
                     raise UserError(f"partition {spec.name}: its files take {os.path.getsize(vfat_img)} "
@@ -346,7 +358,7 @@ class Image(BuildClass):
                                       "sha256": sha256_file(root_img), "verity_root_hash": v.root_hash,
                                       "verity_salt": v.salt, "data_blocks": v.data_blocks,
                                       "hash_start": v.hash_start},
-                             "cmdline": cmdline}
+                             "cmdline": {"a": cmdline, "b": cmdline_b} if lay.uki_path else cmdline}
         if lay.esp["a"] is not None:
             esp_img = contents[lay.esp["a"]]
             assert esp_img is not None
@@ -361,7 +373,8 @@ class Image(BuildClass):
         for item in sorted(out.iterdir()):
             os.replace(item, dest / item.name)
 
-    def make_uki(self, ctx, lay, stage: Path, sde: int, cmdline: str, image: str, version: str) -> Path:
+    def make_uki(self, ctx, lay, stage: Path, sde: int, cmdline: str, image: str, version: str,
+                 name: str = "uki.efi") -> Path:
         """The slot's unified kernel image: systemd-stub + .osrel + .cmdline + the
         kernel (image/uki.py), in stage/boot-files."""
         assert lay.kernel_file is not None
@@ -391,7 +404,7 @@ class Image(BuildClass):
         data = self.sign_efi(ctx, data)
         files_dir = stage / "boot-files"
         files_dir.mkdir(parents=True, exist_ok=True)
-        path = files_dir / "uki.efi"
+        path = files_dir / name
         path.write_bytes(data)
         os.utime(path, (sde, sde))
         ctx.log(f"UKI: {stubs[0][0].pn} {stub_name} + {kernels[0][0].pn} {kernel_rel}: {len(data)} bytes")

@@ -5,9 +5,14 @@ reads in /usr/share/update.
 
 On a UEFI board without ``disk_ab`` the layout is derived from the board's
 ``disk:`` (an ESP and a root): ``esp_a, root_a, esp_b, root_b`` and the data
-partition, GPT partitions 1..5.  Each ESP holds only its slot's unified
-kernel image at the removable-media path, so a fresh variable store boots
-slot a by the firmware's fallback path; Boot0001/Boot0002 name the two ESPs.
+partition, GPT partitions 1..5.  Each slot's command line names its own root
+partition, but an update writes the same ESP image to either slot: so every
+ESP holds both unified kernel images, ``/EFI/Linux/buildsys-a.efi`` (root_a)
+and ``buildsys-b.efi`` (root_b), and Boot0001 = esp_a's buildsys-a.efi,
+Boot0002 = esp_b's buildsys-b.efi.  The removable-media path holds slot a's
+too, so a fresh variable store boots slot a by the firmware's fallback path.
+(The root hash is the same in both: the root image's bytes do not depend on
+the slot they are written to.)
 A board whose firmware picks the slot itself (Raspberry Pi tryboot, Jetson
 rootfs A/B) gives its own ``disk_ab:`` with ``slot: a|b`` on the partitions
 of each slot and the updater ``backend``.
@@ -32,6 +37,7 @@ EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 VAR_ATTRIBUTES = b"\x07\x00\x00\x00"      # NON_VOLATILE | BOOTSERVICE | RUNTIME, as efivarfs wants them first
 DEFAULT_ESP_SIZE = "16M"
 DATA = "data"
+SLOT_UKI = {"a": "/EFI/Linux/buildsys-a.efi", "b": "/EFI/Linux/buildsys-b.efi"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class Layout:
     backend: str                         # the updater's backend: efi, rpi, jetson
     root: dict[str, str]                 # slot -> its root partition's name
     esp: dict[str, str | None]           # slot -> its (first) vfat partition's name, if it has one
-    uki_path: str | None                 # EFI: where the UKI goes in each ESP (the removable-media path)
+    uki_path: str | None                 # EFI: the removable-media path (slot a's UKI; SLOT_UKI: each slot's)
     kernel_file: str | None              # EFI: "<recipe>:<path>" of the kernel the board's ESP carries
 
 
@@ -166,7 +172,7 @@ def boot_vars(board_name: str, lay: Layout, parts: list[gpt.Partition]) -> dict[
         assert esp is not None
         p = by_name[esp]
         out[slot] = VAR_ATTRIBUTES + load_option(f"buildsys slot {slot}", number[esp], p.first_lba, p.sectors,
-                                                 gpt.partition_guid(board_name, esp), lay.uki_path)
+                                                 gpt.partition_guid(board_name, esp), SLOT_UKI[slot])
     return out
 
 

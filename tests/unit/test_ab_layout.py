@@ -73,7 +73,7 @@ def test_boot_variables_are_load_options_for_each_esp():
         assert uuid.UUID(bytes_le=sig) == gpt.partition_guid("x86-virtio", f"esp_{slot}") == p.guid
         kind, sub, flen = struct.unpack_from("<BBH", devpath, 42)
         assert (kind, sub) == (4, 4)
-        assert devpath[46:42 + flen].decode("utf-16-le") == "\\EFI\\BOOT\\BOOTX64.EFI\0"
+        assert devpath[46:42 + flen].decode("utf-16-le") == f"\\EFI\\Linux\\buildsys-{slot}.efi\0"
         assert devpath[42 + flen:] == b"\x7f\xff\x04\x00"
 
 
