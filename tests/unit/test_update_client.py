@@ -252,6 +252,7 @@ def test_failed_trial_falls_back_and_says_so(device, key, tmp_path):
     status = device.status()
     assert status["booted"] == "a" and status["committed"] == "a"
     assert status["trial"] == "none (the last trial, slot b version 2, did not commit)"
+    assert status["slot b"] == "2 (its trial did not commit)"
     # The next update works (and --force takes an older version).
     device.run("install", str(make_bundle(tmp_path, key, version="0.5")), "--force")
     assert device.var("BootNext") == ["0002"]
