@@ -21,8 +21,9 @@ from buildsys.errors import UserError
 from buildsys.workspace import Workspace
 from conftest import run_buildsys
 
-ALL = ["layers", "layer", "recipes", "recipe", "show", "graph", "fetch", "build", "clean", "run", "test", "menuconfig", "kconfig",
-       "devshell", "cache", "lock", "reproduce", "diff", "legal-info", "size", "source", "key", "bundle", "worker"]
+ALL = ["layers", "layer", "recipes", "recipe", "show", "graph", "fetch", "build", "clean", "run", "test", "menuconfig",
+       "kconfig", "devshell", "cache", "lock", "reproduce", "diff", "legal-info", "size", "source", "key", "bundle",
+       "worker"]
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 
