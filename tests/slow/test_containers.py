@@ -14,7 +14,7 @@ the serial console:
   OOM-killed (status 137), memory.events counts it and the kernel says so.
 
 Warm cache (BUILDSYS_TEST_CACHE_DIR holding the kernel and crun): the image
-assembly plus one boot, about 1.5 min here.  Cold: the kernel, crun and the
+assembly plus one boot, 40 s here (39.3 s measured).  Cold: the kernel, crun and the
 C library first (the image-base test's cost plus the kernel's).
 """
 import json
@@ -139,7 +139,9 @@ def test_containers_run_isolated_and_limited(image, tmp_path):
             host.n = inside.n
             assert host.ok("hostname").strip() == host_name
             assert namespaces(host) == host_ns
-            assert host.ok("ls /sys/fs/cgroup/containers").split() == [], "crun left a container's cgroup"
+            # Only the parent's own files are left: no container's cgroup directory.
+            left = host.ok('for d in /sys/fs/cgroup/containers/*; do [ -d "$d" ] && echo "$d"; done; true')
+            assert left.split() == [], f"crun left a container's cgroup: {left!r}"
             child.sendline("poweroff -f")
             child.expect(pexpect.EOF, timeout=60)
         finally:
