@@ -1,7 +1,7 @@
-"""image-container end to end on x86-virtio: built (crun, the linux-containers
-kernel, the oci-hello bundle and layers/examples' oci-clock), booted once
-under a plain QEMU + OVMF command line, and the containers run with crun on
-the serial console:
+"""image-container end to end on x86-virtio and qemu-arm64: built (crun, the
+linux-containers kernel, the oci-hello bundle and layers/examples'
+oci-clock), booted once under a plain QEMU command line (OVMF on x86,
+`-kernel` on arm64), and the containers run with crun on the serial console:
 
 * cgroup2 is mounted with memory and pids handed to the children;
 * `container-run clock` (a layer's bundle) runs once: PID 1, its own host
@@ -35,15 +35,28 @@ NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
 LIMIT = 32 * 1024 * 1024            # oci-hello.yaml's memory_limit
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=["x86-virtio", "qemu-arm64"])
+def image(request, tmp_path_factory) -> tuple[str, Path]:
+    board = request.param
     build_dir = tmp_path_factory.mktemp("containers") / "build"
     env = {"BUILDSYS_BUILD_DIR": str(build_dir), "BUILDSYS_DL_DIR": DL_DIR,
            "BUILDSYS_CACHE_DIR": os.environ.get("BUILDSYS_TEST_CACHE_DIR") or str(build_dir / "cache")}
-    run_buildsys("--project", ROOT, "build", "-j2", "image-container", env=env, check=0)
-    deploy = build_dir / "deploy/x86-virtio"
+    run_buildsys("--project", ROOT, "build", "-j2", "--board", board, "image-container", env=env, check=0)
+    deploy = build_dir / "deploy" / board
     manifest = json.loads((deploy / "manifest.json").read_text())
-    return deploy / next(f for f in manifest["files"] if f.endswith(".img"))
+    return board, deploy / next(f for f in manifest["files"] if f.endswith(".img"))
+
+
+def qemu(board: str, deployed: Path, disk: Path) -> tuple[str, list[str]]:
+    """The plain QEMU command line of the board: OVMF boots the x86 disk's
+    ESP; on arm64 the kernel deployed beside the disk is given to -kernel."""
+    if board == "x86-virtio":
+        return "qemu-system-x86_64", ["-M", "q35", "-m", "256", "-bios", "/usr/share/ovmf/OVMF.fd",
+                                      "-drive", f"file={disk},if=virtio,format=raw", "-nographic", "-no-reboot"]
+    return "qemu-system-aarch64", ["-M", "virt", "-cpu", "cortex-a53", "-m", "256",
+                                   "-kernel", str(deployed.parent / "Image"),
+                                   "-drive", f"file={disk},if=none,format=raw,id=d0",
+                                   "-device", "virtio-blk-pci,drive=d0", "-nographic", "-no-reboot"]
 
 
 class Console:
@@ -76,13 +89,13 @@ def namespaces(console: Console) -> dict[str, str]:
 
 
 def test_containers_run_isolated_and_limited(image, tmp_path):
+    board, deployed = image
     disk = tmp_path / "disk.img"            # the guest must not touch the deployed image
-    shutil.copyfile(image, disk)
+    shutil.copyfile(deployed, disk)
     log_path = tmp_path / "serial.log"
-    argv = ["-M", "q35", "-m", "256", "-bios", "/usr/share/ovmf/OVMF.fd",
-            "-drive", f"file={disk},if=virtio,format=raw", "-nographic", "-no-reboot"]
+    binary, argv = qemu(board, deployed, disk)
     with open(log_path, "w", encoding="utf-8", errors="replace") as log:
-        child = pexpect.spawn("qemu-system-x86_64", argv, encoding="utf-8", codec_errors="replace",
+        child = pexpect.spawn(binary, argv, encoding="utf-8", codec_errors="replace",
                               timeout=300, dimensions=(50, 250))
         child.logfile_read = log
         try:
