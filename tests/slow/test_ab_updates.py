@@ -16,15 +16,16 @@ Then one emulated device, one QEMU process across reboots where possible:
           health check) -> slot a, reboot
   boot 3  trial of a fails its check -> reboot -f
   boot 4  back on b (committed), nobody touched it; reinstall v2 (--force)
-          into a, flip one byte of root_a's squashfs, reboot
+          into a, flip one bit of root_a's squashfs, reboot
   boot 5  a panics ("corrupted"), panic=5 resets -> back on b
           install v2 (--force) again and pull the plug (kill QEMU) mid-write
   boot 6  (new QEMU, same disk and variables) still on b; the next install
           succeeds, reboot
   boot 7  trial of a passes and commits.
 
-Each TCG boot takes ~30-60 s; builds are warm-cache image builds (the kernel
-comes from BUILDSYS_TEST_CACHE_DIR or the shared cache).  About 8 min."""
+Each TCG boot takes ~25-40 s; the builds are warm-cache image builds (the
+kernel comes from BUILDSYS_TEST_CACHE_DIR or the shared cache).  Measured:
+4 min 42 s for both tests (builds ~1.5 min, the seven boots ~3 min)."""
 from __future__ import annotations
 
 import functools
@@ -196,13 +197,15 @@ class Device:
             self.child.terminate(force=True)
         self.child = None
 
-    def partition(self, n: int, offset: int, size: int) -> bytes:
-        """Bytes of GPT partition ``n`` of the disk, read on the host (QEMU off or not writing)."""
+    def flip_bit(self, n: int, offset: int) -> None:
+        """Flip the lowest bit of byte ``offset`` of GPT partition ``n``, on the host."""
         from buildsys.image import gpt
         p = gpt.read(self.disk).partitions[n - 1]
-        with open(self.disk, "rb") as f:
+        with open(self.disk, "r+b") as f:
             f.seek(p.offset + offset)
-            return f.read(size)
+            b = f.read(1)
+            f.seek(p.offset + offset)
+            f.write(bytes([b[0] ^ 1]))
 
 
 def status(dev: Device) -> dict[str, str]:
@@ -267,9 +270,9 @@ def test_updates_rollbacks_tampering_and_power_cut(project, tmp_path):
         # Tampering: a good bundle into a, then one flipped byte in root_a's squashfs (its superblock,
         # read at mount).
         dev.sh(f"update install --force {server.url('v2.bundle')} 2>&1", timeout=300)
-        dev.sh("b=$(dd if=/dev/vda2 bs=1 skip=100 count=1 2>/dev/null | od -An -tx1 | tr -d ' '); "
-               "if [ \"$b\" = 58 ]; then c=Y; else c=X; fi; "
-               "printf $c | dd of=/dev/vda2 bs=1 seek=100 count=1 conv=notrunc 2>/dev/null && sync")
+        # The guest synced what it wrote; flip one bit of the disk file from the host (QEMU's raw
+        # file, written through on the guest's flush), in block 0 of root_a.
+        dev.flip_bit(2, 100)
         dev.child.sendline("reboot")
         # --- boot 5: verity stops slot a, the panic resets, the firmware goes back to b.
         dev.child.expect(r"verity.*corrupt|Kernel panic", timeout=BOOT_TIMEOUT)
