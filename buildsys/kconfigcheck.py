@@ -138,17 +138,12 @@ def explain(dropped: list[Dropped], config_text: str, srctree: Path | None, arch
         d.why = tree.explain(d.wanted.symbol, d.wanted.line, values, asked)
 
 
-def format_report(recipe_name: str, dropped: list[Dropped]) -> str:
+def format_report(dropped: list[Dropped]) -> str:
     lines = []
     for d in dropped:
         lines.append(f"{d.headline()} [{d.wanted.mode}]")
         lines.extend("    " + why for why in d.why)
     return "\n".join(lines)
-
-
-def srctree_of(ctx) -> tuple[Path, str | None]:
-    """The recipe's Kconfig tree (Linux's Kconfig or busybox's Config.in) and $ARCH."""
-    return Path(ctx.paths.src), ctx.env.get("ARCH")
 
 
 def enforce(ctx, config_text: str, fragments) -> None:
@@ -158,10 +153,10 @@ def enforce(ctx, config_text: str, fragments) -> None:
     if not dropped:
         ctx.log(f"config fragments: every line of {len(list(fragments))} fragment(s) is in .config")
         return
-    srctree, arch = srctree_of(ctx)
-    explain(dropped, config_text, srctree, arch)
+    # The recipe's Kconfig tree (Linux's Kconfig or busybox's Config.in) and $ARCH.
+    explain(dropped, config_text, Path(ctx.paths.src), ctx.env.get("ARCH"))
     pn = ctx.recipe.pn
-    report = format_report(pn, dropped)
+    report = format_report(dropped)
     ctx.log(f"config fragments: {len(dropped)} line(s) dropped by Kconfig:\n{report}")
     failing = [d for d in dropped if d.wanted.mode == "fail"]
     warning = [d for d in dropped if d.wanted.mode == "warn"]
@@ -171,7 +166,7 @@ def enforce(ctx, config_text: str, fragments) -> None:
         return
     if warning:
         print(f"warning: {pn}: {len(warning)} config fragment line(s) dropped by Kconfig (on-drop=warn):\n"
-              + format_report(pn, warning), file=sys.stderr, flush=True)
+              + format_report(warning), file=sys.stderr, flush=True)
     if failing:
         raise BuildError(f"{pn}: {len(failing)} config fragment line(s) did not survive into .config "
-                         f"(`buildsys kconfig check {pn}` prints this again):\n" + format_report(pn, failing))
+                         f"(`buildsys kconfig check {pn}` prints this again):\n" + format_report(failing))

@@ -228,14 +228,12 @@ class Definition:
     prompt: bool = False
     prompt_if: list = field(default_factory=list)   # conditions of its prompts (None: always)
     depends: object = None          # own `depends on` lines and the blocks around it, and-ed
-    selects: list = field(default_factory=list)     # (symbol, condition) it selects
 
 
 @dataclass
 class Selector:
     symbol: str                     # who selects
     condition: object               # `if` part of the select, or None
-    depends: object                 # the selector's own dependencies
     where: str
 
 
@@ -476,9 +474,8 @@ class _Reader:
                     stack[-1] = _and(stack[-1], dep)
             elif word == "select" and current is not None:
                 target, cond = _strip_cond(rest)
-                current.selects.append((target, cond))
                 self.tree.selected_by.setdefault(target, []).append(
-                    Selector(current_name, _expr_or_none(cond) if cond else None, None, where))
+                    Selector(current_name, _expr_or_none(cond) if cond else None, where))
             elif current is not None and word in _TYPES + ("def_bool", "def_tristate", "prompt"):
                 if word.startswith("def_"):
                     current.type = word[4:]

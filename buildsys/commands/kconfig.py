@@ -64,7 +64,7 @@ class KconfigCommand(Command):
         lines = sum(len(kconfigcheck.wanted_lines([f])) for f in fragments)
         where = f"{recipe.pn} ({ws.board.name})"
         if dropped:
-            print(kconfigcheck.format_report(recipe.pn, dropped))
+            print(kconfigcheck.format_report(dropped))
         failing = [d for d in dropped if d.wanted.mode == "fail"]
         print(f"{where}: {len(fragments)} fragment(s), {lines} line(s): {len(dropped)} dropped by Kconfig "
               f"({len(failing)} that must survive); .config: {root / '.config'}")

@@ -96,7 +96,7 @@ def explain(tree_dir, config: str, fragment: str, tmp_path: Path):
     frag.write_text(fragment)
     dropped = kconfigcheck.compare(config, [frag])
     kconfigcheck.explain(dropped, config, tree_dir, "x86")
-    return dropped, kconfigcheck.format_report("linux", dropped)
+    return dropped, kconfigcheck.format_report(dropped)
 
 
 def test_tree_reads_sources_blocks_and_skips_help(tree):
