@@ -29,6 +29,7 @@ SCN_DATA_READ = 0x40000040                    # INITIALIZED_DATA | MEM_READ
 PAGE = 4096
 MACHINES = {0x8664: "x86_64", 0xAA64: "aarch64"}
 STUBS = {"x86_64": "linuxx64.efi.stub", "aarch64": "linuxaa64.efi.stub"}
+FILL = {0xAA64: bytes.fromhex("1f2003d5")}   # header padding besides zeros, by machine
 REMOVABLE_PATHS = {"x86_64": "/EFI/BOOT/BOOTX64.EFI", "aarch64": "/EFI/BOOT/BOOTAA64.EFI"}
 
 
@@ -108,6 +109,16 @@ def checksum(data: bytes, checksum_offset: int) -> int:
     return (total + len(data)) & 0xFFFFFFFF
 
 
+def _is_fill(room: bytes | bytearray, machine: int) -> bool:
+    """Whether ``room`` (header bytes past the section table) is padding:
+    zeros, or -- in Debian 12's arm64 stub, whose PE header gnu-efi's crt0
+    writes as code -- the aarch64 NOP (d503201f) its alignment fills in."""
+    if not any(room):
+        return True
+    fill = FILL.get(machine)
+    return fill is not None and len(room) % len(fill) == 0 and room == fill * (len(room) // len(fill))
+
+
 def add_sections(stub: bytes, sections: list[tuple[str, bytes]]) -> bytes:
     """``stub`` with ``sections`` [(name, data)] appended (names up to 8 bytes)."""
     pe = parse(stub)
@@ -119,7 +130,7 @@ def add_sections(stub: bytes, sections: list[tuple[str, bytes]]) -> bytes:
     room = min(pe.size_of_headers, first_raw) - table_end
     if room < SECTION.size * len(sections):
         raise ValueError(f"no room in the stub's headers for {len(sections)} more section headers")
-    if any(out[table_end:table_end + SECTION.size * len(sections)]):
+    if not _is_fill(out[table_end:table_end + SECTION.size * len(sections)], pe.machine):
         raise ValueError("the stub's header room after its section table is not empty")
     vaddr = _align(max(s.virtual_address + max(s.virtual_size, s.raw_size) for s in pe.sections),
                    max(pe.section_alignment, PAGE))

@@ -95,19 +95,43 @@ def test_refusals():
         uki.add_sections(tiny_pe(), [(".toolongname", b"x")])
 
 
-def _debian_stub(tmp_path: Path) -> bytes | None:
-    debs = glob.glob(os.path.expanduser("~/.cache/buildsys/downloads/systemd-boot-efi_252.*_amd64.deb"))
+def _fill_room(pe_bytes: bytes, fill: bytes) -> bytes:
+    """``pe_bytes`` with the header room after its section table filled with ``fill``."""
+    pe = uki.parse(pe_bytes)
+    start = pe.table_offset + len(pe.sections) * uki.SECTION.size
+    out = bytearray(pe_bytes)
+    room = pe.size_of_headers - start
+    out[start:pe.size_of_headers] = (fill * (room // len(fill) + 1))[:room]
+    return bytes(out)
+
+
+def test_header_padding_of_nops_is_room_on_arm64_only():
+    """Debian 12's arm64 stub pads its headers with aarch64 NOPs (gnu-efi's
+    crt0 writes the PE header as code): that is room for section headers;
+    anything else in the room -- or NOPs in an x86 stub -- is refused."""
+    nop = bytes.fromhex("1f2003d5")
+    arm = _fill_room(tiny_pe(machine=0xAA64), nop)
+    out = uki.make(arm, tiny_pe(machine=0xAA64), "root=/dev/dm-0", "ID=buildsys\n")
+    assert [s.name for s in uki.parse(out).sections][-3:] == [".osrel", ".cmdline", ".linux"]
+    with pytest.raises(ValueError, match="not empty"):
+        uki.make(_fill_room(tiny_pe(), nop), tiny_pe(), "", "")
+    with pytest.raises(ValueError, match="not empty"):
+        uki.make(_fill_room(tiny_pe(machine=0xAA64), b"\x01\x02\x03\x04"), tiny_pe(machine=0xAA64), "", "")
+
+
+def _debian_stub(tmp_path: Path, deb_arch: str, stub: str) -> bytes | None:
+    debs = glob.glob(os.path.expanduser(f"~/.cache/buildsys/downloads/systemd-boot-efi_252.*_{deb_arch}.deb"))
     if not debs or shutil.which("ar") is None:
         return None
     subprocess.run(["ar", "x", debs[0], "data.tar.xz"], cwd=tmp_path, check=True)
     with tarfile.open(tmp_path / "data.tar.xz") as t:
-        member = t.extractfile("./usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+        member = t.extractfile(f"./usr/lib/systemd/boot/efi/{stub}")
         return member.read() if member else None
 
 
 @pytest.mark.skipif(OBJDUMP is None, reason="binutils missing")
 def test_with_debians_systemd_stub(tmp_path: Path):
-    stub = _debian_stub(tmp_path)
+    stub = _debian_stub(tmp_path, "amd64", "linuxx64.efi.stub")
     if stub is None:
         pytest.skip("systemd-boot-efi .deb not in the download dir")
     pe = uki.parse(stub)
@@ -117,3 +141,18 @@ def test_with_debians_systemd_stub(tmp_path: Path):
     text = subprocess.run([OBJDUMP, "-h", str(tmp_path / "u.efi")], capture_output=True, text=True,
                           check=True).stdout
     assert ".sdmagic" in text and ".osrel" in text and ".cmdline" in text and ".linux" in text
+
+
+def test_with_debians_arm64_systemd_stub(tmp_path: Path):
+    """Debian's arm64 stub (two sections, NOP-padded headers) takes the three
+    sections; they follow its .data, page-aligned, and parse back."""
+    stub = _debian_stub(tmp_path, "arm64", "linuxaa64.efi.stub")
+    if stub is None:
+        pytest.skip("arm64 systemd-boot-efi .deb not in the download dir")
+    kernel = tiny_pe(machine=0xAA64)
+    out = uki.parse(uki.make(stub, kernel, "root=/dev/dm-0", "ID=buildsys\n"))
+    assert out.machine == 0xAA64
+    names = [s.name for s in out.sections]
+    assert names[-3:] == [".osrel", ".cmdline", ".linux"]
+    last_stub = max(s.virtual_address + s.virtual_size for s in uki.parse(stub).sections)
+    assert all(s.virtual_address >= last_stub and s.virtual_address % 4096 == 0 for s in out.sections[-3:])
