@@ -109,7 +109,7 @@ def deploy(session, recipe) -> Path | None:
     from .secureboot import deploy_vars
     vars_file = deploy_vars(recipe, session.board, out)
     if vars_file is not None:
-        print(f"  {vars_file.name:<40} OVMF variables: PK, KEK, db = {recipe.name}'s secure_boot_cert, "
+        print(f"  {vars_file.name:<40} UEFI variables: PK, KEK, db = {recipe.name}'s secure_boot_cert, "
               "Secure Boot on", file=sys.stderr)
     # The SPDX document, and the rootfs file list in the manifest (docs/compliance.md).
     from .sbom import deploy_sbom

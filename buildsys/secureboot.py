@@ -43,13 +43,20 @@ SETTING_CERT, SETTING_KEY = "secure_boot_cert", "secure_boot_key"
 KEY_SUFFIX, CERT_SUFFIX = ".sb.key", ".sb.crt"
 # The SignatureOwner GUID of the certificates we enroll (it only labels them).
 OWNER = uuid.uuid5(uuid.NAMESPACE_URL, "buildsys:secure-boot-owner")
-# x86-64 only for now.  arm64 (untested): Debian 12's AAVMF_CODE.fd is its
-# Secure Boot build too (AAVMF_CODE.ms.fd is a link to it), but AAVMF_VARS.fd is an
-# unformatted all-zero store virt-fw-vars cannot edit; AAVMF_VARS.ms.fd with
-# `-d PK -d KEK -d db` and its Boot#### entries deleted works as the template.
-# qemu-arm64 has no EFI kernel (its linux boots by -kernel, CONFIG_EFI off).
-OVMF_VARS = {"x86_64": Path("/usr/share/OVMF/OVMF_VARS_4M.fd")}
-OVMF_CODE_SECBOOT = {"x86_64": Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")}
+# The variable-store templates and the Secure Boot firmware builds.
+# x86-64: OVMF's empty store and its SMM build (QEMU q35,smm=on, secure flash).
+# arm64: Debian 12's AAVMF_CODE.fd is its Secure Boot build (AAVMF_CODE.ms.fd
+# is a link to it) and runs on plain `-M virt` (no SMM on arm: the store is
+# not shielded from the OS, but images are still checked).  AAVMF_VARS.fd is
+# an unformatted all-zero store virt-fw-vars cannot edit, so the template is
+# AAVMF_VARS.ms.fd with its Microsoft keys and its boot entries (whose
+# numbers would collide with the image's Boot0001/Boot0002) deleted first.
+OVMF_VARS = {"x86_64": Path("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+             "aarch64": Path("/usr/share/AAVMF/AAVMF_VARS.ms.fd")}
+OVMF_CODE_SECBOOT = {"x86_64": Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"),
+                     "aarch64": Path("/usr/share/AAVMF/AAVMF_CODE.fd")}
+TEMPLATE_DELETE = {"aarch64": ("PK", "KEK", "db", "dbx", "Boot0000", "Boot0001", "Boot0002", "BootOrder",
+                               "Key0000", "Key0001")}
 VARS_SUFFIX = ".secboot-vars.fd"
 KEY_LIMIT = 64 * 1024          # a PEM RSA key is ~1.7 KB: anything far bigger is not one
 
@@ -201,31 +208,33 @@ def key_for(cert_pem: str) -> bytes:
 
 
 # --- the test variable store ---------------------------------------------------------
-def vars_argv(template: Path, cert_file: Path, out: Path) -> list[str]:
-    """virt-fw-vars (PyPI virt-firmware), run with this Python: PK, KEK and db
-    = the certificate, Secure Boot on."""
+def vars_argv(template: Path, cert_file: Path, out: Path, delete: tuple[str, ...] = ()) -> list[str]:
+    """virt-fw-vars (PyPI virt-firmware), run with this Python: ``delete``
+    the template's variables, then PK, KEK and db = the certificate, Secure Boot on."""
     owner = str(OWNER)
     return [sys.executable, "-c", "import sys; from virt.firmware.vars import main; sys.exit(main())",
             "--loglevel", "warning", "--input", str(template), "--output", str(out),
+            *(arg for name in delete for arg in ("--delete", name)),
             "--set-pk", owner, str(cert_file), "--add-kek", owner, str(cert_file),
             "--add-db", owner, str(cert_file), "--sb"]
 
 
-def write_vars(cert_pem: str, out: Path, template: Path = OVMF_VARS["x86_64"]) -> None:
-    """``out`` = ``template`` (OVMF_VARS_4M.fd) with ``cert_pem`` enrolled as
-    PK, KEK and db and Secure Boot on.  The same certificate and template give
-    the same bytes (virt-fw-vars writes no time stamps)."""
+def write_vars(cert_pem: str, out: Path, template: Path = OVMF_VARS["x86_64"], delete: tuple[str, ...] = ()) -> None:
+    """``out`` = ``template`` (OVMF_VARS_4M.fd) less ``delete``, with ``cert_pem``
+    enrolled as PK, KEK and db and Secure Boot on.  The same certificate and
+    template give the same bytes (virt-fw-vars writes no time stamps)."""
     try:
         import virt.firmware.vars  # noqa: F401 -- only to say what is missing
     except ImportError:
         raise UserError("writing the secure boot variable store needs virt-firmware",
                         hint="pip install virt-firmware (scripts/setup-host.sh installs it)") from None
     if not template.is_file():
-        raise UserError(f"no OVMF variable store template {template}", hint="apt install ovmf")
+        raise UserError(f"no UEFI variable store template {template}", hint="scripts/setup-host.sh "
+                        "(apt install ovmf qemu-efi-aarch64)")
     with tempfile.TemporaryDirectory(prefix="buildsys-secboot-") as tmp:
         cert_file, result = Path(tmp, "db.crt"), Path(tmp, "vars.fd")
         cert_file.write_text(cert_pem)
-        proc = subprocess.run(vars_argv(template, cert_file, result), capture_output=True, text=True)
+        proc = subprocess.run(vars_argv(template, cert_file, result, delete), capture_output=True, text=True)
         if proc.returncode != 0 or not result.is_file():
             raise BuildError(f"virt-fw-vars failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         atomic_write(out, result.read_bytes())
@@ -246,24 +255,26 @@ def deploy_vars(recipe, board, out_dir: Path) -> Path | None:
     record_path = out_dir / f"{stem}.secboot-vars.json"
     record = {"cert_sha256": cert_sha256(cert_pem), "subject": _subject(cert_pem), "owner": str(OWNER),
               "template": str(template), "template_sha256": hashlib.sha256(template.read_bytes()).hexdigest(),
-              "enrolled": ["PK", "KEK", "db"], "secure_boot": True,
-              "qemu_code": str(OVMF_CODE_SECBOOT[board.arch])}
+              "deleted": list(TEMPLATE_DELETE.get(board.arch, ())), "enrolled": ["PK", "KEK", "db"],
+              "secure_boot": True, "qemu_code": str(OVMF_CODE_SECBOOT[board.arch])}
     try:
         current = json.loads(record_path.read_text()) if out.is_file() else None
     except (OSError, ValueError):
         current = None
     if current != record:
-        write_vars(cert_pem, out, template)
+        write_vars(cert_pem, out, template, TEMPLATE_DELETE.get(board.arch, ()))
         atomic_write(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return out
 
 
 def qemu_args(board_arch: str, vars_file: Path) -> list[str]:
-    """What a Secure Boot QEMU run adds: SMM, the secure flash, the Secure Boot
-    firmware and a writable copy of the enrolled variable store."""
-    return ["-M", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECBOOT[board_arch]}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
+    """What a Secure Boot QEMU run adds: the Secure Boot firmware and a writable
+    copy of the enrolled variable store; on x86-64 also SMM and the secure flash."""
+    flash = ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECBOOT[board_arch]}",
+             "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
+    if board_arch == "x86_64":
+        return ["-M", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on", *flash]
+    return flash
 
 
 def inputs_state(project) -> str:

@@ -127,8 +127,28 @@ def test_deploy_writes_the_vars_file_once_per_certificate(pair, tmp_path):
     assert secureboot.deploy_vars(unsigned, board, tmp_path) is None
     no_uki = SimpleNamespace(name="image-minimal", get={"secure_boot_cert": cert.decode()}.get)
     assert secureboot.deploy_vars(no_uki, board, tmp_path) is None
+    other = SimpleNamespace(name="raspberrypi3-32", arch="arm")      # no UEFI firmware known
+    assert secureboot.deploy_vars(recipe, other, tmp_path) is None
+
+
+@pytest.mark.skipif(not secureboot.OVMF_VARS["aarch64"].is_file(), reason="needs qemu-efi-aarch64 (setup-host.sh)")
+def test_arm64_store_is_aavmf_ms_without_microsofts_keys_and_boot_entries(pair, tmp_path):
+    """AAVMF_VARS.fd is unformatted, so the arm64 store starts from
+    AAVMF_VARS.ms.fd: its Microsoft PK/KEK/db and its Boot0000-0002 (which
+    would collide with the image's Boot0001/Boot0002) are deleted, ours enrolled."""
+    _, _, cert = pair
     arm = SimpleNamespace(name="qemu-arm64", arch="aarch64")
-    assert secureboot.deploy_vars(recipe, arm, tmp_path) is None
+    recipe = SimpleNamespace(name="image-base-ab", get={"secure_boot_cert": cert.decode(),
+                                                        "ab_slots": {"root_size": "96M"}}.get)
+    out = secureboot.deploy_vars(recipe, arm, tmp_path)
+    assert out == tmp_path / "image-base-ab-qemu-arm64.secboot-vars.fd"
+    record = json.loads((tmp_path / "image-base-ab-qemu-arm64.secboot-vars.json").read_text())
+    assert "Boot0001" in record["deleted"] and record["qemu_code"].endswith("AAVMF_CODE.fd")
+    before, after = print_vars(secureboot.OVMF_VARS["aarch64"]), print_vars(out)
+    assert "Microsoft" in before and "Boot0001" in before
+    assert "Microsoft" not in after and "Boot000" not in after and "CN=product-db" in after
+    assert secureboot.qemu_args("aarch64", out)[:2] == ["-drive", "if=pflash,format=raw,unit=0,readonly=on,"
+                                                                  "file=/usr/share/AAVMF/AAVMF_CODE.fd"]
 
 
 def test_the_certificate_reaches_recipes_as_a_variable_and_changes_the_plan_key(pair, tmp_path):
