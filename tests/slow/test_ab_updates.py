@@ -80,6 +80,9 @@ extends: image-base
 version: "{version}"
 summary: image-base-ab for tests/slow/test_ab_updates.py
 ab_slots: {{root_size: 96M, esp_size: 16M}}
+overrides:
+  arch:aarch64:
+    ab_slots: {{root_size: 96M, esp_size: 32M}}
 kernel: linux-ab
 packages+: [update-client{extra}]
 data_partition: 64M
