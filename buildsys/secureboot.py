@@ -51,10 +51,10 @@ OWNER = uuid.uuid5(uuid.NAMESPACE_URL, "buildsys:secure-boot-owner")
 # an unformatted all-zero store virt-fw-vars cannot edit, so the template is
 # AAVMF_VARS.ms.fd with its Microsoft keys and its boot entries (whose
 # numbers would collide with the image's Boot0001/Boot0002) deleted first.
-OVMF_VARS = {"x86_64": Path("/usr/share/OVMF/OVMF_VARS_4M.fd"),
-             "aarch64": Path("/usr/share/AAVMF/AAVMF_VARS.ms.fd")}
-OVMF_CODE_SECBOOT = {"x86_64": Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"),
-                     "aarch64": Path("/usr/share/AAVMF/AAVMF_CODE.fd")}
+VARS_TEMPLATE = {"x86_64": Path("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+                 "aarch64": Path("/usr/share/AAVMF/AAVMF_VARS.ms.fd")}
+SECBOOT_CODE = {"x86_64": Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"),
+                "aarch64": Path("/usr/share/AAVMF/AAVMF_CODE.fd")}
 TEMPLATE_DELETE = {"aarch64": ("PK", "KEK", "db", "dbx", "Boot0000", "Boot0001", "Boot0002", "BootOrder",
                                "Key0000", "Key0001")}
 VARS_SUFFIX = ".secboot-vars.fd"
@@ -219,7 +219,8 @@ def vars_argv(template: Path, cert_file: Path, out: Path, delete: tuple[str, ...
             "--add-db", owner, str(cert_file), "--sb"]
 
 
-def write_vars(cert_pem: str, out: Path, template: Path = OVMF_VARS["x86_64"], delete: tuple[str, ...] = ()) -> None:
+def write_vars(cert_pem: str, out: Path, template: Path = VARS_TEMPLATE["x86_64"],
+               delete: tuple[str, ...] = ()) -> None:
     """``out`` = ``template`` (OVMF_VARS_4M.fd) less ``delete``, with ``cert_pem``
     enrolled as PK, KEK and db and Secure Boot on.  The same certificate and
     template give the same bytes (virt-fw-vars writes no time stamps)."""
@@ -246,7 +247,7 @@ def deploy_vars(recipe, board, out_dir: Path) -> Path | None:
     the board's firmware has a Secure Boot build.  Rewritten only when the
     certificate or the template changed (a record beside it says which)."""
     cert_pem = recipe.get(SETTING_CERT)
-    template = OVMF_VARS.get(board.arch)
+    template = VARS_TEMPLATE.get(board.arch)
     # Only an A/B image has an EFI binary the image class signs (its UKI).
     if not cert_pem or not recipe.get("ab_slots") or template is None:
         return None
@@ -256,7 +257,7 @@ def deploy_vars(recipe, board, out_dir: Path) -> Path | None:
     record = {"cert_sha256": cert_sha256(cert_pem), "subject": _subject(cert_pem), "owner": str(OWNER),
               "template": str(template), "template_sha256": hashlib.sha256(template.read_bytes()).hexdigest(),
               "deleted": list(TEMPLATE_DELETE.get(board.arch, ())), "enrolled": ["PK", "KEK", "db"],
-              "secure_boot": True, "qemu_code": str(OVMF_CODE_SECBOOT[board.arch])}
+              "secure_boot": True, "qemu_code": str(SECBOOT_CODE[board.arch])}
     try:
         current = json.loads(record_path.read_text()) if out.is_file() else None
     except (OSError, ValueError):
@@ -270,8 +271,8 @@ def deploy_vars(recipe, board, out_dir: Path) -> Path | None:
 def qemu_args(board_arch: str, vars_file: Path) -> list[str]:
     """What a Secure Boot QEMU run adds: the Secure Boot firmware and a writable
     copy of the enrolled variable store; on x86-64 also SMM and the secure flash."""
-    flash = ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECBOOT[board_arch]}",
-             "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
+    from .qemu import pflash_args
+    flash = pflash_args(SECBOOT_CODE[board_arch], vars_file)
     if board_arch == "x86_64":
         return ["-M", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on", *flash]
     return flash

@@ -49,7 +49,7 @@ def secure_qemu(board: str, disk: Path, vars_file: Path) -> list[str]:
     """What a user types (docs/updates.md, "Secure boot")."""
     arch = "aarch64" if board == "qemu-arm64" else "x86_64"
     return [*BOARDS[board][1], "-m", "256",
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={secureboot.OVMF_CODE_SECBOOT[arch]}",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={secureboot.SECBOOT_CODE[arch]}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
             "-drive", f"file={disk},if=none,format=raw,id=disk0", "-device", "virtio-blk-pci,drive=disk0",
             "-nographic", "-no-reboot"]

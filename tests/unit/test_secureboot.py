@@ -93,24 +93,24 @@ def print_vars(path: Path) -> str:
                            "-i", str(path), "-p", "-v"], capture_output=True, text=True, check=True).stdout
 
 
-@pytest.mark.skipif(not secureboot.OVMF_VARS["x86_64"].is_file(), reason="needs ovmf (scripts/setup-host.sh)")
+@pytest.mark.skipif(not secureboot.VARS_TEMPLATE["x86_64"].is_file(), reason="needs ovmf (scripts/setup-host.sh)")
 def test_vars_file_enrolls_the_certificate_and_turns_secure_boot_on(pair, tmp_path):
     _, _, cert = pair
     out = tmp_path / "a.fd"
     secureboot.write_vars(cert.decode(), out)
-    assert out.stat().st_size == secureboot.OVMF_VARS["x86_64"].stat().st_size
+    assert out.stat().st_size == secureboot.VARS_TEMPLATE["x86_64"].stat().st_size
     blocks = {b.split()[0]: b for b in print_vars(out).split("name=")[1:]}
     assert "bool: ON" in blocks["SecureBootEnable"]
     for var in ("PK", "KEK", "db"):
         assert "type=guid:EfiCertX509 count=1" in blocks[var] and "subject CN=product-db" in blocks[var], blocks
     # the template has none of it
-    assert "CN=product-db" not in print_vars(secureboot.OVMF_VARS["x86_64"])
+    assert "CN=product-db" not in print_vars(secureboot.VARS_TEMPLATE["x86_64"])
     again = tmp_path / "b.fd"
     secureboot.write_vars(cert.decode(), again)
     assert again.read_bytes() == out.read_bytes()
 
 
-@pytest.mark.skipif(not secureboot.OVMF_VARS["x86_64"].is_file(), reason="needs ovmf (scripts/setup-host.sh)")
+@pytest.mark.skipif(not secureboot.VARS_TEMPLATE["x86_64"].is_file(), reason="needs ovmf (scripts/setup-host.sh)")
 def test_deploy_writes_the_vars_file_once_per_certificate(pair, tmp_path):
     _, _, cert = pair
     board = SimpleNamespace(name="x86-virtio", arch="x86_64")
@@ -131,7 +131,7 @@ def test_deploy_writes_the_vars_file_once_per_certificate(pair, tmp_path):
     assert secureboot.deploy_vars(recipe, other, tmp_path) is None
 
 
-@pytest.mark.skipif(not secureboot.OVMF_VARS["aarch64"].is_file(), reason="needs qemu-efi-aarch64 (setup-host.sh)")
+@pytest.mark.skipif(not secureboot.VARS_TEMPLATE["aarch64"].is_file(), reason="needs qemu-efi-aarch64 (setup-host.sh)")
 def test_arm64_store_is_aavmf_ms_without_microsofts_keys_and_boot_entries(pair, tmp_path):
     """AAVMF_VARS.fd is unformatted, so the arm64 store starts from
     AAVMF_VARS.ms.fd: its Microsoft PK/KEK/db and its Boot0000-0002 (which
@@ -144,7 +144,7 @@ def test_arm64_store_is_aavmf_ms_without_microsofts_keys_and_boot_entries(pair, 
     assert out == tmp_path / "image-base-ab-qemu-arm64.secboot-vars.fd"
     record = json.loads((tmp_path / "image-base-ab-qemu-arm64.secboot-vars.json").read_text())
     assert "Boot0001" in record["deleted"] and record["qemu_code"].endswith("AAVMF_CODE.fd")
-    before, after = print_vars(secureboot.OVMF_VARS["aarch64"]), print_vars(out)
+    before, after = print_vars(secureboot.VARS_TEMPLATE["aarch64"]), print_vars(out)
     assert "Microsoft" in before and "Boot0001" in before
     assert "Microsoft" not in after and "Boot000" not in after and "CN=product-db" in after
     assert secureboot.qemu_args("aarch64", out)[:2] == ["-drive", "if=pflash,format=raw,unit=0,readonly=on,"
